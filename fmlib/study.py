@@ -1,0 +1,415 @@
+"""The study runner: profiles, parameters, and papermill execution of the notebooks.
+
+Everything the study is made of is declared here, in one place:
+
+- ``NOTEBOOKS``: the notebooks of ``notebooks/``, in the order they run;
+- ``PARAMETERS``: every notebook parameter, its check and its meaning;
+- ``PROFILES``: the value of each parameter at ``smoke`` (tests, CI), ``standard`` (the committed book,
+  a 2-core CPU) and ``paper`` (the paper's scale, a GPU).
+
+``fmrobust run --profile P`` executes each notebook with papermill into ``book/notebooks/``, injecting
+the profile's values of the parameters that the notebook declares. An executed notebook records a key
+(hash of its parameters, its source and the ``fmlib`` source) in its metadata; a notebook whose key is
+unchanged is not executed again. ``results/<profile>/manifest.json`` records parameters, seeds,
+package versions, the git commit and the wall time of each notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._checks import check_choice, check_int, check_real
+
+#: The notebooks, in execution order (later notebooks read the tables earlier ones write).
+NOTEBOOKS: list[str] = ["01_synthesis"]
+
+PROFILE_NAMES = ("smoke", "standard", "paper")
+STRUCTURE_NAMES = ("nuclei", "mitochondria", "er")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A notebook parameter: how to check a value, and what it means."""
+
+    check: Callable[[str, object], object]
+    doc: str
+
+
+def _positive_int(name, value):
+    return check_int(name, value, low=1)
+
+
+def _non_negative_int(name, value):
+    return check_int(name, value, low=0)
+
+
+def _image_size(name, value):
+    value = check_int(name, value, low=32, high=4096)
+    if value % 32:
+        raise ValueError(f"{name}: expected a multiple of 32 (models downsample by 32), got {value}")
+    return value
+
+
+def _snr_levels(name, value):
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of SNR values, got {value!r}")
+    return [check_real(f"{name}[{i}]", v, low=0.0, low_inclusive=False) for i, v in enumerate(value)]
+
+
+def _structures(name, value):
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of structures, got {value!r}")
+    return [check_choice(f"{name}[{i}]", v, STRUCTURE_NAMES) for i, v in enumerate(value)]
+
+
+PARAMETERS: dict[str, Parameter] = {
+    "profile": Parameter(lambda n, v: check_choice(n, v, PROFILE_NAMES), "Profile name."),
+    "seed": Parameter(_non_negative_int, "Master seed of every random draw."),
+    "image_size": Parameter(_image_size, "Image side in pixels (a multiple of 32)."),
+    "structures": Parameter(_structures, "Structures to simulate."),
+    "snr_levels": Parameter(_snr_levels, "SNR levels of the noise ladder (clean = 8)."),
+    "n_images_snr": Parameter(_positive_int, "Images per structure and SNR for the measured-SNR check."),
+    "ptc_levels": Parameter(_positive_int, "Flat-field levels of the photon-transfer curve."),
+    "ptc_frame_size": Parameter(_image_size, "Side of each photon-transfer flat field, in pixels."),
+    "n_images_compare": Parameter(_positive_int, "Synthetic nuclei images compared with the real image."),
+}
+
+PROFILES: dict[str, dict[str, object]] = {
+    "smoke": dict(seed=0, image_size=64, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
+                  n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4),
+    "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
+                     n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16),
+    "paper": dict(seed=0, image_size=256, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
+                  n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64),
+}
+
+
+class StudyError(RuntimeError):
+    """A study step failed; the message names the notebook, the cell and the error."""
+
+
+class Config(dict):
+    """Validated parameters of one profile; read them as keys or attributes (``cfg.seed``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def resolve(profile: str, **overrides) -> Config:
+    """Parameters of `profile` with `overrides` applied, all validated.
+
+    Raises ValueError naming the parameter for an unknown profile or parameter, or a bad value
+    (a negative count, an unknown structure, ...).
+
+    Examples
+    --------
+    >>> resolve("smoke", seed=3).seed
+    3
+    """
+    check_choice("profile", profile, PROFILE_NAMES)
+    unknown = sorted(set(overrides) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown parameter; expected one of {', '.join(sorted(PARAMETERS))}")
+    values = {"profile": profile, **PROFILES[profile], **overrides}
+    return Config({name: PARAMETERS[name].check(name, value) for name, value in values.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths and hashes
+# ----------------------------------------------------------------------------------------------
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The study's root folder: ``$FMROBUST_ROOT``, or the first folder at or above `start` (default:
+    the current directory) holding ``_toc.yml`` and ``notebooks/``."""
+    env = os.environ.get("FMROBUST_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").exists() and (folder / "notebooks").is_dir():
+            return folder
+    raise StudyError(f"no fmrobust study (a folder with _toc.yml and notebooks/) at or above {here}; "
+                     "run from the repository or set FMROBUST_ROOT")
+
+
+def results_dir(profile: str, root: str | Path | None = None) -> Path:
+    """``results/<profile>/`` of the study, created if missing."""
+    check_choice("profile", profile, PROFILE_NAMES)
+    folder = Path(root) if root is not None else find_root()
+    out = folder / "results" / profile
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def source_hash() -> str:
+    """Hash of the ``fmlib`` source (every .py file, by relative path and content)."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def notebook_key(notebook_path: Path, parameters: dict) -> str:
+    """Cache key of one execution: parameters, notebook source and ``fmlib`` source."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    digest.update(_notebook_source(notebook_path).encode())
+    digest.update(source_hash().encode())
+    return digest.hexdigest()[:32]
+
+
+def _notebook_source(path: Path) -> str:
+    nb = json.loads(Path(path).read_text())
+    return json.dumps([[c["cell_type"], "".join(c["source"])] for c in nb["cells"]])
+
+
+def declared_parameters(notebook_path: Path) -> list[str]:
+    """Names assigned in the notebook's cell tagged ``parameters``."""
+    import papermill
+
+    return list(papermill.inspect_notebook(str(notebook_path)))
+
+
+def git_commit(root: Path) -> dict:
+    """The commit of `root` and whether the work tree has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment() -> dict:
+    """Package versions and hardware, for the manifest."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("fmlib", "torch", "torchvision", "timm", "segmentation-models-pytorch", "numpy", "scipy",
+                 "scikit-image", "pandas", "seaborn", "tifffile", "papermill", "jupyter-book", "myst-nb"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "packages": packages}
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------
+
+def _executed_path(root: Path, name: str) -> Path:
+    return root / "book" / "notebooks" / f"{name}.ipynb"
+
+
+def executed_key(path: Path) -> str | None:
+    """The key recorded in an executed notebook, or None."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())["metadata"].get("fmrobust", {}).get("key")
+    except (ValueError, KeyError):
+        return None
+
+
+def plan(profile: str, root: Path, overrides: dict | None = None, only: Sequence[str] | None = None) -> list[dict]:
+    """What `run` would do: per notebook, its parameters, key and whether it is up to date."""
+    cfg = resolve(profile, **(overrides or {}))
+    names = NOTEBOOKS if not only else [check_choice("only", n, NOTEBOOKS) for n in only]
+    steps = []
+    for name in names:
+        source = root / "notebooks" / f"{name}.ipynb"
+        if not source.exists():
+            raise StudyError(f"notebook {name}: {source} is missing")
+        declared = declared_parameters(source)
+        params = {k: cfg[k] for k in declared if k in cfg}
+        missing = [k for k in declared if k not in cfg]
+        if missing:
+            raise StudyError(f"notebook {name}: parameter {missing[0]!r} has no value in fmlib.study.PROFILES")
+        key = notebook_key(source, params)
+        target = _executed_path(root, name)
+        steps.append({"name": name, "source": source, "target": target, "parameters": params, "key": key,
+                      "up_to_date": executed_key(target) == key})
+    return steps
+
+
+def _load_manifest(path: Path) -> dict:
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            pass
+    return {}
+
+
+def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | None = None, force: bool = False,
+        overrides: dict | None = None, progress: bool = True) -> dict:
+    """Execute the study's notebooks at `profile`; returns the manifest.
+
+    Parameters are validated before anything runs. A notebook that is up to date (same key) is
+    skipped unless `force`. Each notebook executes into a temporary file that replaces the executed
+    notebook only on success, so a failure leaves every executed notebook intact; the failed copy
+    is kept in ``results/<profile>/failed/`` for inspection.
+    """
+    import nbformat
+    import papermill
+    from tqdm.auto import tqdm
+
+    root = Path(root).resolve() if root is not None else find_root()
+    steps = plan(profile, root, overrides, only)
+    out_dir = results_dir(profile, root)
+    manifest_path = out_dir / "manifest.json"
+    manifest = _load_manifest(manifest_path)
+    manifest.update({"profile": profile, "parameters": dict(resolve(profile, **(overrides or {}))),
+                     "git": git_commit(root), "environment": environment(), "fmlib_source_hash": source_hash()})
+    manifest.setdefault("notebooks", {})
+    (root / "book" / "notebooks").mkdir(parents=True, exist_ok=True)
+    env_root = os.environ.get("FMROBUST_ROOT")
+    os.environ["FMROBUST_ROOT"] = str(root)  # the kernel inherits it: notebooks find results/ and data/
+    bar = tqdm(steps, desc=f"study ({profile})", unit="notebook", disable=not progress)
+    try:
+        for step in bar:
+            name = step["name"]
+            bar.set_postfix_str(name)
+            entry = manifest["notebooks"].get(name, {})
+            if step["up_to_date"] and not force:
+                entry.update({"status": "cached", "key": step["key"], "parameters": step["parameters"]})
+                manifest["notebooks"][name] = entry
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                scratch = Path(tmp) / f"{name}.ipynb"
+                start = time.perf_counter()
+                try:
+                    papermill.execute_notebook(str(step["source"]), str(scratch), parameters=step["parameters"],
+                                               kernel_name="python3", progress_bar=False, cwd=str(root))
+                except papermill.PapermillExecutionError as err:
+                    failed = out_dir / "failed"
+                    failed.mkdir(exist_ok=True)
+                    shutil.copy(scratch, failed / f"{name}.ipynb")
+                    raise StudyError(
+                        f"notebook {name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
+                        f"{err.ename}: {err.evalue}\nfailed copy: {failed / f'{name}.ipynb'}") from None
+                wall = time.perf_counter() - start
+                nb = nbformat.read(scratch, as_version=4)
+                nb.metadata["fmrobust"] = {"key": step["key"], "profile": profile, "parameters": step["parameters"],
+                                           "wall_time_s": round(wall, 2)}
+                nbformat.write(nb, scratch)
+                shutil.move(str(scratch), step["target"])
+            manifest["notebooks"][name] = {
+                "status": "executed", "key": step["key"], "parameters": step["parameters"],
+                "wall_time_s": round(wall, 2), "executed_at": _dt.datetime.now(_dt.timezone.utc).isoformat(
+                    timespec="seconds")}
+            _write_manifest(manifest_path, manifest)
+    finally:
+        if env_root is None:
+            os.environ.pop("FMROBUST_ROOT", None)
+        else:
+            os.environ["FMROBUST_ROOT"] = env_root
+    manifest["seeds"] = {"seed": manifest["parameters"].get("seed")}
+    _write_manifest(manifest_path, manifest)
+    return manifest
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def clean(profile: str | None = None, *, root: str | Path | None = None, results: bool = False) -> list[Path]:
+    """Remove the book build, the cache and failed notebooks; with `results`, also the executed
+    notebooks and ``results/<profile>/``. Returns what was removed."""
+    root = Path(root).resolve() if root is not None else find_root()
+    targets = [root / "_build", Path(os.environ.get("FMROBUST_CACHE", root / ".cache"))]
+    profiles = [check_choice("profile", profile, PROFILE_NAMES)] if profile else list(PROFILE_NAMES)
+    targets += [root / "results" / p / "failed" for p in profiles]
+    if results:
+        targets += [root / "results" / p for p in profiles] + [_executed_path(root, n) for n in NOTEBOOKS]
+    removed = []
+    for target in targets:
+        if target.is_dir():
+            shutil.rmtree(target)
+            removed.append(target)
+        elif target.exists():
+            target.unlink()
+            removed.append(target)
+    return removed
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+def _parse_set(items: Sequence[str]) -> dict:
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fmrobust", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="execute the study's notebooks with papermill")
+    p_run.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
+    p_run.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks")
+    p_run.add_argument("--force", action="store_true", help="execute even up-to-date notebooks")
+    p_run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="override a parameter (JSON value), e.g. --set seed=1 image_size=128")
+    p_run.add_argument("--root", help="study folder (default: found from the current directory)")
+    p_list = sub.add_parser("list", help="list the notebooks and whether each is up to date")
+    p_list.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
+    p_list.add_argument("--root")
+    p_clean = sub.add_parser("clean", help="remove the book build, the cache and failed notebooks")
+    p_clean.add_argument("--profile", choices=PROFILE_NAMES)
+    p_clean.add_argument("--results", action="store_true",
+                         help="also remove executed notebooks and results/<profile>/ (committed files!)")
+    p_clean.add_argument("--root")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            manifest = run(args.profile, root=args.root, only=args.only, force=args.force,
+                           overrides=_parse_set(args.set))
+            for name, entry in manifest["notebooks"].items():
+                wall = entry.get("wall_time_s")
+                print(f"{name:32s} {entry['status']:9s} {'' if wall is None else f'{wall:8.1f} s'}")
+        elif args.command == "list":
+            root = Path(args.root).resolve() if args.root else find_root()
+            for step in plan(args.profile, root):
+                print(f"{step['name']:32s} {'up to date' if step['up_to_date'] else 'to run'}")
+        elif args.command == "clean":
+            for path in clean(args.profile, root=args.root, results=args.results):
+                print(f"removed {path}")
+    except (StudyError, ValueError) as err:
+        print(f"fmrobust: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -92,3 +92,48 @@ def tiles(array: np.ndarray, tile: int = 128) -> np.ndarray:
         raise ValueError(f"tile: {tile} is larger than the image {array.shape}")
     cut = array[: h * tile, : w * tile]
     return cut.reshape(h, tile, w, tile).swapaxes(1, 2).reshape(h * w, tile, tile)
+
+
+def diameters_px(labels: np.ndarray) -> np.ndarray:
+    """Equivalent diameters (of the disc of equal area) of labelled objects, in pixels.
+
+    `labels` is one (H, W) label image or a stack (N, H, W) of them. Objects cut by the image border
+    are left out: their size depends on the field of view, not on the objects.
+    """
+    from skimage.measure import regionprops_table
+    from skimage.segmentation import clear_border
+
+    stack = labels[None] if labels.ndim == 2 else labels
+    return np.concatenate([regionprops_table(clear_border(np.asarray(l)), properties=["equivalent_diameter_area"])
+                           ["equivalent_diameter_area"] for l in stack])
+
+
+def median_diameter_px(labels: np.ndarray) -> float:
+    """Median of `diameters_px`; raises ValueError if no object is away from the border."""
+    diameters = diameters_px(labels)
+    if diameters.size == 0:
+        raise ValueError("labels: no labelled objects away from the border")
+    return float(np.median(diameters))
+
+
+def match_pixel_size(real_labels: np.ndarray, structure: str = "nuclei", *, n_images: int = 16, size: int = 128,
+                     seed: int = 0, iterations: int = 2) -> float:
+    """The simulator pixel size (µm) at which synthetic objects have the real objects' median diameter in pixels.
+
+    Simulates `n_images` at the current pixel size, measures their median diameter in pixels the
+    same way as the real one (`median_diameter_px`) and rescales the pixel size by the ratio;
+    `iterations` times, starting from the structure's default.
+    """
+    from .synthesis import STRUCTURES, make_dataset
+
+    spec = STRUCTURES[structure]
+    if not spec.has_instances:
+        raise ValueError(f"structure: {structure!r} has no instances to measure; expected one of "
+                         f"{', '.join(repr(n) for n, s in STRUCTURES.items() if s.has_instances)}")
+    check_int("iterations", iterations, low=1)
+    target = median_diameter_px(real_labels)
+    pixel = spec.pixel_size_um
+    for _ in range(iterations):
+        pilot = make_dataset(structure, n_images, size, seed=seed, pixel_size_um=pixel)
+        pixel *= median_diameter_px(pilot.labels) / target
+    return float(pixel)

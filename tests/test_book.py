@@ -1,0 +1,111 @@
+"""End to end: the whole study at the smoke profile through the runner, then the book, offline."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from fmlib import study
+
+COPY = ["notebooks", "data", "_config.yml", "_toc.yml", "references.bib"]
+GLUE_ROLE = re.compile(r"\{glue:text\}`(?:(?P<doc>[^`:]+)::)?(?P<key>\w+)(?::(?P<fmt>[^`]*))?`")
+
+
+def _toc_files(root: Path) -> list[str]:
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory, root=Path(__file__).resolve().parents[1]):
+    site = tmp_path_factory.mktemp("site")
+    for name in COPY:
+        source = root / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, site / name)
+    (site / "book").mkdir()
+    for page in (root / "book").glob("*.md"):
+        shutil.copy(page, site / "book" / page.name)
+    manifest = study.run("smoke", root=site, progress=False)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    build = subprocess.run([str(jb), "build", str(site), "--path-output", str(site), "-W", "-n", "--keep-going"],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return site, manifest
+
+
+def _glued_values(executed: Path) -> dict[str, str]:
+    nb = nbformat.read(executed, as_version=4)
+    values = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("metadata", {}).get("scrapbook", {})
+            plain = output.get("data", {}).get(record.get("mime_prefix", "") + "text/plain")
+            if record.get("name") and plain is not None:
+                values[record["name"]] = plain
+    return values
+
+
+def test_every_toc_page_is_built(built_book):
+    site, _ = built_book
+    for page in _toc_files(site):
+        assert (site / "_build" / "html" / f"{page}.html").exists(), page
+
+
+def test_notebook_pages_show_their_figures(built_book):
+    site, _ = built_book
+    for name in study.NOTEBOOKS:
+        html = (site / "_build" / "html" / "book" / "notebooks" / f"{name}.html").read_text()
+        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+        assert len(images) >= 3, f"{name}: expected its figures as images, found {images}"
+        page_dir = site / "_build" / "html" / "book" / "notebooks"
+        assert all((page_dir / src).resolve().exists() for src in images)
+
+
+def test_glued_numbers_appear_in_the_text(built_book):
+    site, _ = built_book
+    pages = [site / "book" / f"{p.split('/')[-1]}.md" for p in _toc_files(site) if not p.startswith("book/notebooks")]
+    pages += [site / "book" / "notebooks" / f"{n}.ipynb" for n in study.NOTEBOOKS]
+    checked = 0
+    for page in pages:
+        text = page.read_text()
+        html = (site / "_build" / "html" / page.relative_to(site).with_suffix(".html")).read_text()
+        for match in GLUE_ROLE.finditer(text):
+            doc = match["doc"] or "/" + str(page.relative_to(site))
+            value = _glued_values(site / doc.lstrip("/"))[match["key"]]
+            fmt = match["fmt"] or ""
+            expected = value.strip("'") if fmt in ("", "s") else format(float(value), fmt)
+            assert expected in html, f"{page.name}: glued {match['key']} = {expected} not in the page"
+            checked += 1
+    assert checked >= 5
+
+
+def test_a_second_run_executes_nothing(built_book):
+    site, _ = built_book
+    again = study.run("smoke", root=site, progress=False)
+    assert {entry["status"] for entry in again["notebooks"].values()} == {"cached"}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless chromium is not installed")
+def test_headless_chromium_renders_the_book_with_navigation(built_book, tmp_path):
+    site, _ = built_book
+    html = site / "_build" / "html"
+    assert "book/intro.html" in (html / "index.html").read_text()  # index is a redirect
+    intro = (html / "book" / "intro.html").read_text()
+    assert "bd-sidebar" in intro and "01_synthesis.html" in intro  # the navigation lists the pages
+    shot = tmp_path / "intro.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}/u",
+                    "--virtual-time-budget=3000", "--window-size=1280,1000", f"--screenshot={shot}",
+                    (html / "book" / "intro.html").as_uri()], capture_output=True, timeout=120)
+    from skimage.io import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (1000, 1280) and pixels.std() > 10  # not a blank page

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from fmlib import realdata
+
+
+def test_dsb2018_image_and_manual_mask():
+    real = realdata.load_dsb2018()
+    assert real.image.shape == real.mask.shape == (512, 512)
+    assert real.image.dtype == np.float32 and 0 <= real.image.min() and real.image.max() <= 1
+    assert real.labels.max() >= 100 and 0.05 < real.mask.mean() < 0.6
+    # Nuclei are bright: the normalization keeps foreground above background.
+    assert real.image[real.mask > 0].mean() > real.image[real.mask == 0].mean() + 0.1
+
+
+def test_bbbc007_pairs_images_with_labels():
+    images = realdata.load_bbbc007()
+    assert len(images) >= 13
+    for item in images:
+        assert item.image.shape == item.labels.shape and item.image.ndim == 2
+        assert item.mask.any()
+
+
+def test_tiles_are_multiples_of_32():
+    real = realdata.load_dsb2018()
+    tiles = realdata.tiles(real.image, 128)
+    assert tiles.shape == (16, 128, 128)
+    np.testing.assert_array_equal(tiles[1], real.image[:128, 128:256])
+    with pytest.raises(ValueError, match="tile"):
+        realdata.tiles(real.image, 100)
+
+
+def test_matched_pixel_size_reproduces_the_real_nucleus_size():
+    from fmlib.synthesis import make_dataset
+
+    real = realdata.load_dsb2018()
+    pixel = realdata.match_pixel_size(real.labels, "nuclei", n_images=8, size=128, seed=0)
+    synthetic = make_dataset("nuclei", 8, 128, seed=1, pixel_size_um=pixel)
+    assert realdata.median_diameter_px(synthetic.labels) == pytest.approx(realdata.median_diameter_px(real.labels),
+                                                                          rel=0.15)
+    with pytest.raises(ValueError, match="structure"):
+        realdata.match_pixel_size(real.labels, "er")

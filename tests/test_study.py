@@ -1,0 +1,117 @@
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import yaml
+
+from fmlib import study
+
+
+def test_resolve_validates_every_parameter():
+    cfg = study.resolve("smoke", seed=3)
+    assert cfg.seed == 3 and cfg.profile == "smoke"
+    for profile in study.PROFILE_NAMES:
+        study.resolve(profile)  # every profile is valid as written
+    with pytest.raises(ValueError, match="n_images_snr"):
+        study.resolve("smoke", n_images_snr=-1)
+    with pytest.raises(ValueError, match=r"structures\[0\].*'golgi'"):
+        study.resolve("smoke", structures=["golgi"])
+    with pytest.raises(ValueError, match="image_size.*multiple of 32"):
+        study.resolve("smoke", image_size=100)
+    with pytest.raises(ValueError, match="profile"):
+        study.resolve("huge")
+    with pytest.raises(ValueError, match="learning_rat"):
+        study.resolve("smoke", learning_rat=0.1)
+
+
+def test_profiles_declare_the_same_parameters():
+    keys = {name: set(values) for name, values in study.PROFILES.items()}
+    assert keys["smoke"] == keys["standard"] == keys["paper"]
+    assert keys["smoke"] <= set(study.PARAMETERS)
+
+
+@pytest.mark.parametrize("name", study.NOTEBOOKS)
+def test_notebook_defaults_are_the_smoke_profile(root, name):
+    params = papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb"))
+    smoke = dict(study.resolve("smoke"))
+    for key, info in params.items():
+        assert key in smoke, f"{name}: parameter {key} is not declared in fmlib.study.PARAMETERS"
+        assert eval(info["default"]) == smoke[key] or key == "profile"  # noqa: S307 (our own notebook)
+
+
+@pytest.mark.parametrize("name", study.NOTEBOOKS)
+def test_notebook_starts_with_the_colab_cell_and_has_clean_sources(root, name):
+    nb = nbformat.read(root / "notebooks" / f"{name}.ipynb", as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    colab = nb.cells[1]
+    assert colab.cell_type == "code" and "google.colab" in colab.source
+    url = yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"]
+    assert url in colab.source, "the Colab cell must clone the repository set in _config.yml"
+    assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def _mini_study(tmp_path: Path, body: str) -> Path:
+    """A study folder whose only notebook (named like the first real one) runs `body`."""
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("profile = 'smoke'\nseed = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("x = seed + 1"),
+                nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "notebooks" / f"{study.NOTEBOOKS[0]}.ipynb")
+    return tmp_path
+
+
+def test_run_caches_and_records_a_manifest(tmp_path):
+    root = _mini_study(tmp_path, "print('seed is', seed)")
+    manifest = study.run("smoke", root=root, only=[study.NOTEBOOKS[0]], progress=False)
+    target = root / "book" / "notebooks" / f"{study.NOTEBOOKS[0]}.ipynb"
+    entry = manifest["notebooks"][study.NOTEBOOKS[0]]
+    assert entry["status"] == "executed" and entry["parameters"] == {"profile": "smoke", "seed": 0}
+    saved = json.loads((root / "results" / "smoke" / "manifest.json").read_text())
+    assert saved["git"].keys() == {"commit", "dirty"} and saved["environment"]["packages"]["torch"]
+    assert saved["notebooks"][study.NOTEBOOKS[0]]["wall_time_s"] > 0
+    assert "seed is 0" in target.read_text()
+    before = target.stat().st_mtime_ns
+    again = study.run("smoke", root=root, only=[study.NOTEBOOKS[0]], progress=False)
+    assert again["notebooks"][study.NOTEBOOKS[0]]["status"] == "cached"
+    assert target.stat().st_mtime_ns == before
+    changed = study.run("smoke", root=root, only=[study.NOTEBOOKS[0]], overrides={"seed": 4}, progress=False)
+    assert changed["notebooks"][study.NOTEBOOKS[0]]["status"] == "executed"
+    assert "seed is 4" in target.read_text()
+
+
+def test_failing_notebook_names_cell_and_error_and_keeps_previous_output(tmp_path):
+    root = _mini_study(tmp_path, "raise RuntimeError('synthetic failure')")
+    target = root / "book" / "notebooks" / f"{study.NOTEBOOKS[0]}.ipynb"
+    target.parent.mkdir(parents=True)
+    target.write_text("previous good output")
+    with pytest.raises(study.StudyError) as info:
+        study.run("smoke", root=root, progress=False)
+    message = str(info.value)
+    assert study.NOTEBOOKS[0] in message and "cell" in message and "synthetic failure" in message
+    assert target.read_text() == "previous good output"
+    assert (root / "results" / "smoke" / "failed" / f"{study.NOTEBOOKS[0]}.ipynb").exists()
+
+
+def test_cli_rejects_a_bad_parameter_before_running(tmp_path, capsys):
+    root = _mini_study(tmp_path, "pass")
+    assert study.main(["run", "--profile", "smoke", "--root", str(root), "--set", "seed=-1"]) == 1
+    assert "seed" in capsys.readouterr().err
+    assert not (root / "book" / "notebooks").exists()
+    assert study.main(["run", "--profile", "smoke", "--root", str(root), "--only", "99_nothing"]) == 1
+    assert "only" in capsys.readouterr().err
+
+
+def test_list_and_clean(tmp_path, capsys):
+    root = _mini_study(tmp_path, "pass")
+    assert study.main(["list", "--profile", "smoke", "--root", str(root)]) == 0
+    assert "to run" in capsys.readouterr().out
+    (root / "_build").mkdir()
+    assert study.main(["clean", "--root", str(root)]) == 0
+    assert not (root / "_build").exists()

@@ -8,11 +8,12 @@ from .camera import (CAMERAS, Camera, expose, fit_photon_transfer, flat_field_pa
 from .datasets import (DISPLAY_BLACK, DISPLAY_SIGNAL, PHYSICS_DEFAULTS, STRUCTURES, Dataset, display_from_raw,
                        estimate_snr, iter_images, list_structures, load_tiff, make_dataset, measure_snr,
                        save_tiff)
-from .optics import MODALITIES, Optics, gaussian_psf_sigma_px, psf_image
+from .optics import MODALITIES, Optics, depth_of_field_um, gaussian_psf_sigma_px, psf_image, pupil_psf
 
 __all__ = [
-    "CAMERAS", "Camera", "DISPLAY_BLACK", "DISPLAY_SIGNAL", "Dataset", "MODALITIES", "Optics", "PHYSICS_DEFAULTS",
-    "STRUCTURES", "display_from_raw", "estimate_snr", "expose", "fit_photon_transfer", "flat_field_pairs", "gaussian_psf_sigma_px", "get_camera",
-    "iter_images", "list_structures", "load_tiff", "make_dataset", "measure_snr", "photon_transfer", "psf_image",
-    "save_tiff", "signal_for_snr", "snr_from_levels", "to_electrons",
+    "CAMERAS", "Camera", "DISPLAY_BLACK", "DISPLAY_SIGNAL", "Dataset", "MODALITIES", "Optics",
+    "PHYSICS_DEFAULTS", "STRUCTURES", "depth_of_field_um", "display_from_raw", "estimate_snr", "expose",
+    "fit_photon_transfer", "flat_field_pairs", "gaussian_psf_sigma_px", "get_camera", "iter_images",
+    "list_structures", "load_tiff", "make_dataset", "measure_snr", "photon_transfer", "psf_image",
+    "pupil_psf", "save_tiff", "signal_for_snr", "snr_from_levels", "to_electrons",
 ]

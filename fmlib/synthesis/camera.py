@@ -3,7 +3,8 @@
 The noise chain, per pixel, for an expected number of photo-electrons ``e`` (photons times the
 quantum efficiency):
 
-1. shot noise: ``n ~ Poisson(e)``;
+1. shot noise: ``n ~ Poisson(e)`` (detecting each of Poisson(photons) photons with probability QE
+   is again Poisson, with mean ``QE * photons``, so one draw does both steps exactly);
 2. EMCCD only: electron multiplication, ``m ~ Gamma(n, 1)`` (input-referred), which doubles the
    variance (excess noise factor ``F^2 = 2``);
 3. read noise: ``+ Normal(0, read_noise_e)``, input-referred electrons;

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._checks import check_choice, check_int, check_real
+from .corruptions import list_corruptions
 
 #: The notebooks, in execution order (later notebooks read the tables earlier ones write).
-NOTEBOOKS: list[str] = ["01_synthesis"]
+NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions"]
 
 PROFILE_NAMES = ("smoke", "standard", "paper")
 STRUCTURE_NAMES = ("nuclei", "mitochondria", "er")
@@ -69,6 +70,12 @@ def _snr_levels(name, value):
     return [check_real(f"{name}[{i}]", v, low=0.0, low_inclusive=False) for i, v in enumerate(value)]
 
 
+def _corruptions(name, value):
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of corruption names, got {value!r}")
+    return [check_choice(f"{name}[{i}]", v, ALL_CORRUPTIONS) for i, v in enumerate(value)]
+
+
 def _structures(name, value):
     if not isinstance(value, (list, tuple)) or not value:
         raise ValueError(f"{name}: expected a non-empty list of structures, got {value!r}")
@@ -85,15 +92,22 @@ PARAMETERS: dict[str, Parameter] = {
     "ptc_levels": Parameter(_positive_int, "Flat-field levels of the photon-transfer curve."),
     "ptc_frame_size": Parameter(_image_size, "Side of each photon-transfer flat field, in pixels."),
     "n_images_compare": Parameter(_positive_int, "Synthetic nuclei images compared with the real image."),
+    "corruptions": Parameter(_corruptions, "Corruptions to apply (names from fmlib.corruptions)."),
+    "n_images_quality": Parameter(_positive_int, "Images per structure for the image-quality table."),
 }
+
+ALL_CORRUPTIONS = list_corruptions()
 
 PROFILES: dict[str, dict[str, object]] = {
     "smoke": dict(seed=0, image_size=64, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
-                  n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4),
+                  n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
+                  corruptions=ALL_CORRUPTIONS, n_images_quality=2),
     "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
-                     n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16),
+                     n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
+                     corruptions=ALL_CORRUPTIONS, n_images_quality=8),
     "paper": dict(seed=0, image_size=256, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
-                  n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64),
+                  n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
+                  corruptions=ALL_CORRUPTIONS, n_images_quality=32),
 }
 
 
@@ -395,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             manifest = run(args.profile, root=args.root, only=args.only, force=args.force,
                            overrides=_parse_set(args.set))
-            for name, entry in manifest["notebooks"].items():
+            for name in args.only or NOTEBOOKS:
+                entry = manifest["notebooks"][name]
                 wall = entry.get("wall_time_s")
                 print(f"{name:32s} {entry['status']:9s} {'' if wall is None else f'{wall:8.1f} s'}")
         elif args.command == "list":

@@ -157,3 +157,16 @@ def test_bad_input_names_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=rf"\b{name}\b") as info:
         make_dataset(**args)
     assert "expected" in str(info.value)
+
+
+def test_pupil_psf_is_centred_and_defocus_spreads_it():
+    from fmlib.synthesis import Optics, pupil_psf
+
+    optics = Optics(wavelength_nm=520.0, numerical_aperture=1.4, refractive_index=1.518)
+    focus = pupil_psf(optics, 0.1, 31)
+    blurred = pupil_psf(optics, 0.1, 31, defocus_um=0.8)
+    assert focus.sum() == pytest.approx(1.0) and np.unravel_index(focus.argmax(), focus.shape) == (15, 15)
+    # In focus the peak matches the Airy pattern's Gaussian approximation; defocus lowers it a lot.
+    assert focus.max() > 3 * blurred.max()
+    y, x = np.mgrid[:31, :31] - 15
+    assert abs((focus * x).sum()) < 1e-6 and abs((blurred * y).sum()) < 1e-6

@@ -23,6 +23,8 @@ def test_resolve_validates_every_parameter():
         study.resolve("smoke", image_size=100)
     with pytest.raises(ValueError, match="profile"):
         study.resolve("huge")
+    with pytest.raises(ValueError, match=r"corruptions\[1\].*'fog'"):
+        study.resolve("smoke", corruptions=["defocus", "fog"])
     with pytest.raises(ValueError, match="learning_rat"):
         study.resolve("smoke", learning_rat=0.1)
 
@@ -54,8 +56,14 @@ def test_notebook_starts_with_the_colab_cell_and_has_clean_sources(root, name):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.fixture
+def mini_study(tmp_path, monkeypatch):
+    """A study folder with one notebook, named like the first real one, that runs `body`."""
+    monkeypatch.setattr(study, "NOTEBOOKS", study.NOTEBOOKS[:1])
+    return lambda body: _mini_study(tmp_path, body)
+
+
 def _mini_study(tmp_path: Path, body: str) -> Path:
-    """A study folder whose only notebook (named like the first real one) runs `body`."""
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
     nb = nbformat.v4.new_notebook()
@@ -67,8 +75,8 @@ def _mini_study(tmp_path: Path, body: str) -> Path:
     return tmp_path
 
 
-def test_run_caches_and_records_a_manifest(tmp_path):
-    root = _mini_study(tmp_path, "print('seed is', seed)")
+def test_run_caches_and_records_a_manifest(mini_study):
+    root = mini_study("print('seed is', seed)")
     manifest = study.run("smoke", root=root, only=[study.NOTEBOOKS[0]], progress=False)
     target = root / "book" / "notebooks" / f"{study.NOTEBOOKS[0]}.ipynb"
     entry = manifest["notebooks"][study.NOTEBOOKS[0]]
@@ -86,8 +94,8 @@ def test_run_caches_and_records_a_manifest(tmp_path):
     assert "seed is 4" in target.read_text()
 
 
-def test_failing_notebook_names_cell_and_error_and_keeps_previous_output(tmp_path):
-    root = _mini_study(tmp_path, "raise RuntimeError('synthetic failure')")
+def test_failing_notebook_names_cell_and_error_and_keeps_previous_output(mini_study):
+    root = mini_study("raise RuntimeError('synthetic failure')")
     target = root / "book" / "notebooks" / f"{study.NOTEBOOKS[0]}.ipynb"
     target.parent.mkdir(parents=True)
     target.write_text("previous good output")
@@ -99,8 +107,8 @@ def test_failing_notebook_names_cell_and_error_and_keeps_previous_output(tmp_pat
     assert (root / "results" / "smoke" / "failed" / f"{study.NOTEBOOKS[0]}.ipynb").exists()
 
 
-def test_cli_rejects_a_bad_parameter_before_running(tmp_path, capsys):
-    root = _mini_study(tmp_path, "pass")
+def test_cli_rejects_a_bad_parameter_before_running(mini_study, capsys):
+    root = mini_study("pass")
     assert study.main(["run", "--profile", "smoke", "--root", str(root), "--set", "seed=-1"]) == 1
     assert "seed" in capsys.readouterr().err
     assert not (root / "book" / "notebooks").exists()
@@ -108,8 +116,8 @@ def test_cli_rejects_a_bad_parameter_before_running(tmp_path, capsys):
     assert "only" in capsys.readouterr().err
 
 
-def test_list_and_clean(tmp_path, capsys):
-    root = _mini_study(tmp_path, "pass")
+def test_list_and_clean(mini_study, capsys):
+    root = mini_study("pass")
     assert study.main(["list", "--profile", "smoke", "--root", str(root)]) == 0
     assert "to run" in capsys.readouterr().out
     (root / "_build").mkdir()

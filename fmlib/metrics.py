@@ -32,3 +32,36 @@ def image_quality(clean: np.ndarray, corrupted: np.ndarray, mask: np.ndarray) ->
         "ssim": float(structural_similarity(clean, corrupted, data_range=1.0)),
         "snr": float(signal / rms) if rms > 0 else float("inf"),
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Segmentation scores
+# ----------------------------------------------------------------------------------------------
+
+SMOOTH = 1e-5  # the paper's code adds it to the union, so an empty prediction of an empty mask scores 0
+
+
+def segmentation_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image IoU, Dice, precision and recall of binary predictions.
+
+    Parameters
+    ----------
+    pred, target : ndarray of bool, shape (N, H, W) (or (H, W) for one image)
+        Predicted and true foreground.
+
+    Returns
+    -------
+    dict of float64 arrays of shape (N,): ``iou`` = |P and T| / (|P or T| + 1e-5) (the paper's
+    formula), ``dice`` = 2|P and T| / (|P| + |T| + 1e-5), ``precision``, ``recall``.
+    """
+    pred = np.asarray(pred).astype(bool)
+    target = np.asarray(target).astype(bool)
+    if pred.shape != target.shape or pred.ndim not in (2, 3):
+        raise ValueError(f"target: expected the shape of pred {pred.shape} (2D or 3D), got {target.shape}")
+    if pred.ndim == 2:
+        pred, target = pred[None], target[None]
+    axes = (1, 2)
+    inter = (pred & target).sum(axes).astype(np.float64)
+    p, t = pred.sum(axes).astype(np.float64), target.sum(axes).astype(np.float64)
+    return {"iou": inter / (p + t - inter + SMOOTH), "dice": 2 * inter / (p + t + SMOOTH),
+            "precision": inter / (p + SMOOTH), "recall": inter / (t + SMOOTH)}

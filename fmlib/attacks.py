@@ -168,7 +168,7 @@ class FGSM(Attack):
 
 def ifgsm_steps(eps: float) -> int:
     """The paper's I-FGSM iterations, ``min(eps*255 + 4, 1.25 * eps*255)``, at least one."""
-    levels = eps * 255
+    levels = round(eps * 255, 6)  # 4/255 * 255 is 3.9999999999999996 in floating point
     return max(1, int(min(levels + 4, 1.25 * levels)))
 
 

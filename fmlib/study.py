@@ -33,9 +33,10 @@ from pathlib import Path
 
 from ._checks import check_choice, check_int, check_real
 from .corruptions import list_corruptions
+from .models import list_models
 
 #: The notebooks, in execution order (later notebooks read the tables earlier ones write).
-NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions"]
+NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training"]
 
 PROFILE_NAMES = ("smoke", "standard", "paper")
 STRUCTURE_NAMES = ("nuclei", "mitochondria", "er")
@@ -76,6 +77,31 @@ def _corruptions(name, value):
     return [check_choice(f"{name}[{i}]", v, ALL_CORRUPTIONS) for i, v in enumerate(value)]
 
 
+def _models(name, value):
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of model names, got {value!r}")
+    return [check_choice(f"{name}[{i}]", v, ALL_MODELS) for i, v in enumerate(value)]
+
+
+def _widths(name, value):
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: expected a dict of model name -> width, got {value!r}")
+    return {check_choice(f"{name} key", k, ALL_MODELS): check_real(f"{name}[{k!r}]", v, low=0.05, high=4.0)
+            for k, v in value.items()}
+
+
+def _regimes(name, value):
+    from .grid import REGIMES
+
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of training regimes, got {value!r}")
+    return [check_choice(f"{name}[{i}]", v, REGIMES) for i, v in enumerate(value)]
+
+
+def _positive_real(name, value):
+    return check_real(name, value, low=0.0, low_inclusive=False)
+
+
 def _structures(name, value):
     if not isinstance(value, (list, tuple)) or not value:
         raise ValueError(f"{name}: expected a non-empty list of structures, got {value!r}")
@@ -94,20 +120,49 @@ PARAMETERS: dict[str, Parameter] = {
     "n_images_compare": Parameter(_positive_int, "Synthetic nuclei images compared with the real image."),
     "corruptions": Parameter(_corruptions, "Corruptions to apply (names from fmlib.corruptions)."),
     "n_images_quality": Parameter(_positive_int, "Images per structure for the image-quality table."),
+    "models": Parameter(_models, "Architectures to train (names from fmlib.models)."),
+    "widths": Parameter(_widths, "Channel width multiplier per model (1.0 = the paper's size; others default to 1.0)."),
+    "regimes": Parameter(_regimes, "Training regimes: standard, noise (augmentation), adversarial."),
+    "n_train": Parameter(_positive_int, "Training images per structure."),
+    "n_val": Parameter(_positive_int, "Validation images per structure (checkpoint selection)."),
+    "n_test": Parameter(_positive_int, "Test images per structure."),
+    "epochs": Parameter(_positive_int, "Training epochs."),
+    "batch_size": Parameter(_positive_int, "Training batch size."),
+    "optimizer": Parameter(lambda n, v: check_choice(n, v, ("adamw", "sgd")),
+                           "adamw (cosine schedule) or sgd (the paper's: momentum 0.9, lr halved every 100 epochs)."),
+    "lr": Parameter(_positive_real, "Learning rate."),
+    "adv_method": Parameter(lambda n, v: check_choice(n, v, ("pgd", "fgsm_rs")),
+                            "Adversarial training attack: pgd (the paper's) or fgsm_rs (fast, FGSM from a random start)."),
+    "adv_steps": Parameter(_positive_int, "PGD iterations of adversarial training."),
+    "n_examples": Parameter(_positive_int, "Example predictions shown per structure."),
 }
 
 ALL_CORRUPTIONS = list_corruptions()
+ALL_MODELS = list_models()
+# CPU widths for the standard profile: the small U-Nets at (near) full size, the large CNNs at a
+# quarter of their channels, the transformers at half.
+STANDARD_WIDTHS = {"unet": 0.25, "unet3": 0.5, "sim_unet": 1.0, "fcn": 0.25, "segnet": 0.25, "deeplabv3plus": 0.25,
+                   "pspnet": 0.25, "icnet": 0.5, "segformer": 0.5, "vit_dpt": 0.5}
 
 PROFILES: dict[str, dict[str, object]] = {
     "smoke": dict(seed=0, image_size=64, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                   n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
-                  corruptions=ALL_CORRUPTIONS, n_images_quality=2),
+                  corruptions=ALL_CORRUPTIONS, n_images_quality=2,
+                  models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.25},
+                  regimes=["standard", "noise", "adversarial"], n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4,
+                  optimizer="adamw", lr=3e-3, adv_method="fgsm_rs", adv_steps=1, n_examples=2),
     "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                      n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
-                     corruptions=ALL_CORRUPTIONS, n_images_quality=8),
+                     corruptions=ALL_CORRUPTIONS, n_images_quality=8,
+                     models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=["standard", "noise", "adversarial"],
+                     n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3,
+                     adv_method="fgsm_rs", adv_steps=1, n_examples=3),
     "paper": dict(seed=0, image_size=256, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                   n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
-                  corruptions=ALL_CORRUPTIONS, n_images_quality=32),
+                  corruptions=ALL_CORRUPTIONS, n_images_quality=32,
+                  models=list(ALL_MODELS), widths={}, regimes=["standard", "noise", "adversarial"], n_train=800,
+                  n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, adv_method="pgd",
+                  adv_steps=10, n_examples=4),
 }
 
 

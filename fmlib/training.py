@@ -157,17 +157,26 @@ def segmentation_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
 
 
 @torch.no_grad()
+def predict(model: torch.nn.Module, images, batch_size: int = 16, device="auto") -> np.ndarray:
+    """Binary predictions (sigmoid > 0.5) of `model` for images (N, H, W) in [0, 1]: bool (N, H, W)."""
+    device = resolve_device(device)
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    if x.ndim == 3:
+        x = x[:, None]
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + batch_size].to(device)).cpu() > 0 for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out[:, 0].numpy()
+
+
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, data, batch_size: int = 16, device="auto") -> dict[str, float]:
     """Mean per-image IoU and Dice (threshold 0.5 on the sigmoid) of `model` on `data`."""
     from .metrics import segmentation_scores
 
-    device = resolve_device(device)
     x, y = _as_tensors(data)
-    was_training = model.training
-    model.eval()
-    preds = torch.cat([model(x[i:i + batch_size].to(device)).cpu() > 0 for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    scores = segmentation_scores(preds[:, 0].numpy(), y[:, 0].numpy() > 0.5)
+    scores = segmentation_scores(predict(model, x, batch_size, device), y[:, 0].numpy() > 0.5)
     return {"iou": float(scores["iou"].mean()), "dice": float(scores["dice"].mean())}
 
 

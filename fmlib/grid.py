@@ -1,0 +1,86 @@
+"""The experiment grid: models x structures x training regimes, trained and cached.
+
+A study configuration (`fmlib.study.resolve`) fixes the grid. `training_jobs` lists its training
+runs, `run_training` trains what is not cached yet, and `load_model` gives any trained model back
+to the notebooks that evaluate it. The three regimes are the paper's: standard training on clean
+(SNR 8) images, Gaussian-noise augmentation, and adversarial training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .training import PRESETS, DataSpec, TrainConfig, TrainedModel, load_trained, train
+
+REGIMES = ("standard", "noise", "adversarial")
+#: Seeds of the data splits, offsets from the study seed: training, validation (in DataSpec) and test.
+TEST_SEED_OFFSET = 200_000
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    model: str
+    structure: str
+    regime: str
+    width: float
+    data: DataSpec
+    config: TrainConfig
+
+
+def train_config(cfg, regime: str) -> TrainConfig:
+    """The `TrainConfig` of `regime` under study configuration `cfg`."""
+    preset = PRESETS["paper"] if cfg.optimizer == "sgd" else PRESETS["cpu"]
+    base = preset.replace(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    if regime == "standard":
+        return base
+    if regime == "noise":
+        return base.replace(defense="noise")
+    if regime == "adversarial":
+        return base.replace(defense="adversarial", adv_method=cfg.adv_method, adv_steps=cfg.adv_steps)
+    raise ValueError(f"regime: unknown regime {regime!r}; expected one of {', '.join(REGIMES)}")
+
+
+def data_spec(cfg, structure: str) -> DataSpec:
+    return DataSpec(structure, n_train=cfg.n_train, n_val=cfg.n_val, size=cfg.image_size, snr=8.0, seed=cfg.seed)
+
+
+def test_set(cfg, structure: str, snr: float = 8.0):
+    """The clean test images of `structure`: scenes no model was trained or validated on."""
+    from .synthesis import make_dataset
+
+    return make_dataset(structure, cfg.n_test, cfg.image_size, snr=snr, seed=cfg.seed + TEST_SEED_OFFSET)
+
+
+def training_jobs(cfg) -> list[TrainingJob]:
+    """Every training run of the grid, in a fixed order."""
+    return [TrainingJob(model, structure, regime, float(cfg.widths.get(model, 1.0)), data_spec(cfg, structure),
+                        train_config(cfg, regime))
+            for structure in cfg.structures for regime in cfg.regimes for model in cfg.models]
+
+
+def run_training(cfg, *, progress: bool = True) -> list[tuple[TrainingJob, TrainedModel]]:
+    """Train every job of the grid that is not cached yet; return all (job, trained model) pairs."""
+    from tqdm.auto import tqdm
+
+    jobs = training_jobs(cfg)
+    results = []
+    for job in tqdm(jobs, desc="training grid", unit="model", disable=not progress):
+        results.append((job, train(job.model, job.data, job.config, width=job.width, progress=progress)))
+    return results
+
+
+def load_model(cfg, model: str, structure: str, regime: str = "standard") -> TrainedModel:
+    """A model trained by `run_training` for this configuration (FileNotFoundError if it was not)."""
+    return load_trained(model, data_spec(cfg, structure), train_config(cfg, regime),
+                        width=float(cfg.widths.get(model, 1.0)))
+
+
+def test_scores(model, dataset) -> "pandas.DataFrame":
+    """Per-image IoU, Dice, precision and recall of `model` on a synthetic `dataset`."""
+    import pandas as pd
+
+    from .metrics import segmentation_scores
+    from .training import predict
+
+    scores = segmentation_scores(predict(model, dataset.images), dataset.masks > 0)
+    return pd.DataFrame({"image": range(len(dataset)), **scores})

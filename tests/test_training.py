@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from fmlib.models import create_model
+from fmlib.synthesis import make_dataset
+from fmlib.training import PRESETS, DataSpec, TrainConfig, evaluate, fit, load_trained, train
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_dataset("nuclei", 4, 64, seed=0)
+
+
+def test_a_tiny_model_overfits_four_images(tiny):
+    torch.manual_seed(0)
+    result = fit(create_model("sim_unet"), tiny, tiny, TrainConfig(epochs=30, batch_size=4, lr=3e-3), progress=False)
+    assert result.best_val_iou > 0.9
+    assert evaluate(result.model, tiny)["iou"] == pytest.approx(result.best_val_iou)  # best weights are loaded
+    assert list(result.history.columns[:4]) == ["epoch", "train_loss", "val_iou", "val_dice"]
+
+
+def test_same_seed_same_weights(tiny):
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = create_model("unet3", width=0.25)
+        fit(model, tiny, tiny, TrainConfig(epochs=2, batch_size=2, augment=True, defense="noise"), progress=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(*weights)
+
+
+def test_resuming_gives_the_same_model_as_training_straight(tiny, tmp_path):
+    torch.manual_seed(0)
+    straight = fit(create_model("sim_unet"), tiny, tiny, TrainConfig(epochs=3, batch_size=2), progress=False)
+    torch.manual_seed(0)
+    fit(create_model("sim_unet"), tiny, tiny, TrainConfig(epochs=2, batch_size=2), checkpoint_dir=tmp_path, progress=False)
+    torch.manual_seed(0)
+    resumed = fit(create_model("sim_unet"), tiny, tiny, TrainConfig(epochs=3, batch_size=2), checkpoint_dir=tmp_path,
+                  progress=False)
+    assert len(resumed.history) == 3
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("defense, method", [("noise", "pgd"), ("adversarial", "pgd"), ("adversarial", "fgsm_rs")])
+def test_defenses_change_training(tiny, defense, method):
+    runs = {}
+    for d in ("none", defense):
+        torch.manual_seed(0)
+        model = create_model("sim_unet")
+        fit(model, tiny, tiny, TrainConfig(epochs=1, batch_size=2, defense=d, adv_steps=2, adv_method=method),
+            progress=False)
+        runs[d] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert not torch.equal(runs["none"], runs[defense])
+
+
+def test_auxiliary_losses_train(tiny):
+    torch.manual_seed(0)
+    result = fit(create_model("icnet", width=0.25), tiny, tiny, TrainConfig(epochs=1, batch_size=2), progress=False)
+    assert result.history.train_loss.iloc[0] > 0
+
+
+def test_cached_training_is_reused(tmp_path, monkeypatch):
+    spec = DataSpec("mitochondria", n_train=4, n_val=2, size=64)
+    config = TrainConfig(epochs=1, batch_size=2)
+    with pytest.raises(FileNotFoundError, match="train"):
+        load_trained("sim_unet", spec, config, cache=tmp_path)
+    first = train("sim_unet", spec, config, cache=tmp_path, progress=False)
+    import fmlib.training as training
+
+    monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("a cached model was retrained"))
+    again = train("sim_unet", spec, config, cache=tmp_path, progress=False)
+    assert again.key == first.key and again.best_val_iou == first.best_val_iou
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_paper_preset_and_bad_config():
+    paper = PRESETS["paper"]
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.schedule, paper.step_epochs) == ("sgd", 0.01, 0.9, "step", 100)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="defense"):
+        TrainConfig(defense="magic")
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)

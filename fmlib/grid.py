@@ -84,3 +84,23 @@ def test_scores(model, dataset) -> "pandas.DataFrame":
 
     scores = segmentation_scores(predict(model, dataset.images), dataset.masks > 0)
     return pd.DataFrame({"image": range(len(dataset)), **scores})
+
+
+def attack_table(cfg, model, dataset, *, progress: bool = False) -> "pandas.DataFrame":
+    """Every attack of `cfg` (plus the random-sign noise baseline) at every budget of `cfg.eps_255`,
+    on the first `cfg.n_attack_images` images of `dataset`: one row per image, attack and budget.
+
+    PGD, SegPGD and CosPGD run `cfg.attack_steps` iterations with the paper's step of 2/255; FGSM
+    is one step; I-FGSM uses the paper's step (1/255) and iteration count.
+    """
+    import pandas as pd
+
+    from .attacks import evaluate_attack
+
+    images, masks = dataset.images[:cfg.n_attack_images], dataset.masks[:cfg.n_attack_images]
+    eps = [e / 255 for e in cfg.eps_255]
+    tables = []
+    for name in [*cfg.attacks, "noise"]:
+        kwargs = {"steps": cfg.attack_steps} if name in ("pgd", "segpgd", "cospgd") else {}
+        tables.append(evaluate_attack(model, images, masks, name, eps, seed=cfg.seed, progress=progress, **kwargs))
+    return pd.concat(tables, ignore_index=True)

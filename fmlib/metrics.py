@@ -65,3 +65,28 @@ def segmentation_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, np.nd
     p, t = pred.sum(axes).astype(np.float64), target.sum(axes).astype(np.float64)
     return {"iou": inter / (p + t - inter + SMOOTH), "dice": 2 * inter / (p + t + SMOOTH),
             "precision": inter / (p + SMOOTH), "recall": inter / (t + SMOOTH)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Robustness scores (the paper's)
+# ----------------------------------------------------------------------------------------------
+
+def relative_robustness(degraded_iou, clean_iou) -> float:
+    """The paper's robustness: per-image ``IoU(degraded) / IoU(clean)``, averaged over images."""
+    degraded_iou = np.asarray(degraded_iou, dtype=np.float64)
+    clean_iou = np.asarray(clean_iou, dtype=np.float64)
+    if degraded_iou.shape != clean_iou.shape or degraded_iou.ndim != 1 or not len(degraded_iou):
+        raise ValueError("clean_iou: expected a 1D array of the shape of degraded_iou")
+    return float(np.mean(degraded_iou / np.maximum(clean_iou, SMOOTH)))
+
+
+def adversarial_score(table, by: list[str]) -> "pandas.DataFrame":
+    """The paper's adversarial robustness score: the relative robustness averaged over the budgets.
+
+    `table` is tidy, one row per image and budget, with columns ``eps``, ``iou`` and ``clean_iou``
+    (as `fmlib.attacks.evaluate_attack` returns) plus the grouping columns `by`.
+    Returns one row per group with ``score`` and ``mean_iou``.
+    """
+    per_eps = (table.assign(ratio=table.iou / np.maximum(table.clean_iou, SMOOTH))
+               .groupby([*by, "eps"], sort=False).agg(ratio=("ratio", "mean"), iou=("iou", "mean")).reset_index())
+    return per_eps.groupby(by, sort=False).agg(score=("ratio", "mean"), mean_iou=("iou", "mean")).reset_index()

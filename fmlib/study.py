@@ -36,7 +36,7 @@ from .corruptions import list_corruptions
 from .models import list_models
 
 #: The notebooks, in execution order (later notebooks read the tables earlier ones write).
-NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training"]
+NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training", "05_adversarial_robustness"]
 
 PROFILE_NAMES = ("smoke", "standard", "paper")
 STRUCTURE_NAMES = ("nuclei", "mitochondria", "er")
@@ -98,6 +98,20 @@ def _regimes(name, value):
     return [check_choice(f"{name}[{i}]", v, REGIMES) for i, v in enumerate(value)]
 
 
+def _attacks(name, value):
+    from .attacks import ATTACKS
+
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of attack names, got {value!r}")
+    return [check_choice(f"{name}[{i}]", v, ATTACKS) for i, v in enumerate(value)]
+
+
+def _eps_levels(name, value):
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"{name}: expected a non-empty list of budgets in grey levels, got {value!r}")
+    return [check_real(f"{name}[{i}]", v, low=0.0, high=255.0) for i, v in enumerate(value)]
+
+
 def _positive_real(name, value):
     return check_real(name, value, low=0.0, low_inclusive=False)
 
@@ -135,6 +149,10 @@ PARAMETERS: dict[str, Parameter] = {
                             "Adversarial training attack: pgd (the paper's) or fgsm_rs (fast, FGSM from a random start)."),
     "adv_steps": Parameter(_positive_int, "PGD iterations of adversarial training."),
     "n_examples": Parameter(_positive_int, "Example predictions shown per structure."),
+    "attacks": Parameter(_attacks, "Attacks to run (names from fmlib.attacks.ATTACKS)."),
+    "eps_255": Parameter(_eps_levels, "Attack budgets in grey levels of an 8-bit image (eps * 255)."),
+    "n_attack_images": Parameter(_positive_int, "Test images per structure that are attacked."),
+    "attack_steps": Parameter(_positive_int, "Iterations of PGD, SegPGD and CosPGD."),
 }
 
 ALL_CORRUPTIONS = list_corruptions()
@@ -150,19 +168,22 @@ PROFILES: dict[str, dict[str, object]] = {
                   corruptions=ALL_CORRUPTIONS, n_images_quality=2,
                   models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.25},
                   regimes=["standard", "noise", "adversarial"], n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4,
-                  optimizer="adamw", lr=3e-3, adv_method="fgsm_rs", adv_steps=1, n_examples=2),
+                  optimizer="adamw", lr=3e-3, adv_method="fgsm_rs", adv_steps=1, n_examples=2,
+                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=2, attack_steps=3),
     "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                      n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
                      corruptions=ALL_CORRUPTIONS, n_images_quality=8,
                      models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=["standard", "noise", "adversarial"],
                      n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3,
-                     adv_method="fgsm_rs", adv_steps=1, n_examples=3),
+                     adv_method="fgsm_rs", adv_steps=1, n_examples=3,
+                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=16, attack_steps=10),
     "paper": dict(seed=0, image_size=256, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                   n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
                   corruptions=ALL_CORRUPTIONS, n_images_quality=32,
                   models=list(ALL_MODELS), widths={}, regimes=["standard", "noise", "adversarial"], n_train=800,
                   n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, adv_method="pgd",
-                  adv_steps=10, n_examples=4),
+                  adv_steps=10, n_examples=4,
+                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=100, attack_steps=10),
 }
 
 

@@ -104,3 +104,25 @@ def attack_table(cfg, model, dataset, *, progress: bool = False) -> "pandas.Data
         kwargs = {"steps": cfg.attack_steps} if name in ("pgd", "segpgd", "cospgd") else {}
         tables.append(evaluate_attack(model, images, masks, name, eps, seed=cfg.seed, progress=progress, **kwargs))
     return pd.concat(tables, ignore_index=True)
+
+
+def corruption_table(cfg, model, dataset) -> "pandas.DataFrame":
+    """IoU and Dice of `model` on `dataset` under every corruption and severity of `cfg`, per image,
+    with the clean IoU beside them. Physical corruptions act on the dataset's raw counts."""
+    import pandas as pd
+
+    from .corruptions import CORRUPTIONS, corrupt
+    from .metrics import segmentation_scores
+    from .training import predict
+
+    truth = dataset.masks > 0
+    clean = segmentation_scores(predict(model, dataset.images), truth)
+    frames = []
+    for name in cfg.corruptions:
+        for severity in range(1, 6):
+            images = corrupt(dataset.images, name, severity, rng=cfg.seed, dataset=dataset)
+            scores = segmentation_scores(predict(model, images), truth)
+            frames.append(pd.DataFrame({"image": range(len(dataset)), "corruption": name,
+                                        "family": CORRUPTIONS[name].family, "severity": severity,
+                                        "iou": scores["iou"], "dice": scores["dice"], "clean_iou": clean["iou"]}))
+    return pd.concat(frames, ignore_index=True)

@@ -90,3 +90,104 @@ def adversarial_score(table, by: list[str]) -> "pandas.DataFrame":
     per_eps = (table.assign(ratio=table.iou / np.maximum(table.clean_iou, SMOOTH))
                .groupby([*by, "eps"], sort=False).agg(ratio=("ratio", "mean"), iou=("iou", "mean")).reset_index())
     return per_eps.groupby(by, sort=False).agg(score=("ratio", "mean"), mean_iou=("iou", "mean")).reset_index()
+
+
+def corruption_errors(table, reference: str, *, model_col: str = "model", by: tuple[str, ...] = ("corruption",),
+                      value: str = "iou", clean_col: str = "clean_iou") -> "pandas.DataFrame":
+    """ImageNet-C corruption errors on ``1 - IoU``, relative to a fixed reference model (Kamann & Rother).
+
+    For model f and corruption c, summing over severities s (means over images first):
+
+    - ``CE = sum_s (1 - IoU_fsc) / sum_s (1 - IoU_ref,sc)``;
+    - ``rCE = sum_s (IoU_f,clean - IoU_fsc) / sum_s (IoU_ref,clean - IoU_ref,sc)``, the degradation
+      relative to the model's own clean accuracy.
+
+    `table` has one row per image, model, corruption and severity, with `value` and `clean_col`.
+    Returns one row per model and group of `by` with ``ce`` and ``rce`` (the reference scores 1).
+    """
+    keys = [model_col, *by]
+    mean = table.groupby([*keys, "severity"], sort=False)[[value, clean_col]].mean().reset_index()
+    sums = mean.assign(err=1 - mean[value], drop=mean[clean_col] - mean[value]).groupby(keys, sort=False)[
+        ["err", "drop"]].sum().reset_index()
+    ref = sums[sums[model_col] == reference].drop(columns=model_col)
+    if ref.empty:
+        raise ValueError(f"reference: model {reference!r} is not in the table")
+    merged = sums.merge(ref, on=list(by), suffixes=("", "_ref"))
+    merged["ce"] = merged.err / merged.err_ref.where(merged.err_ref > 0)
+    merged["rce"] = merged["drop"] / merged.drop_ref.where(merged.drop_ref.abs() > 1e-12)
+    return merged[[*keys, "ce", "rce"]]
+
+
+def bootstrap_ci(values, statistic=np.mean, *, n_boot: int = 2000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """A statistic of `values` and its percentile bootstrap confidence interval: (estimate, low, high)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError("values: expected a non-empty 1D array")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    boots = np.array([statistic(values[i]) for i in idx])
+    alpha = (1 - confidence) / 2
+    return float(statistic(values)), float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
+
+
+def bootstrap_scores(table, value: str, by: list[str], *, unit: str = "image", n_boot: int = 2000,
+                     confidence: float = 0.95, seed: int = 0) -> "pandas.DataFrame":
+    """Mean of `value` per group of `by`, with a bootstrap CI over the resampling `unit` (images;
+    pass a column combining image and seed where there are several seeds)."""
+    import pandas as pd
+
+    rows = []
+    for key, group in table.groupby(by, sort=False):
+        per_unit = group.groupby(unit)[value].mean().to_numpy()
+        est, lo, hi = bootstrap_ci(per_unit, n_boot=n_boot, confidence=confidence, seed=seed)
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "mean": est, "ci_low": lo,
+                     "ci_high": hi, "n": len(per_unit)})
+    return pd.DataFrame(rows)
+
+
+def bootstrap_ranks(table, value: str, *, model_col: str = "model", unit: str = "image", higher_is_better: bool = True,
+                    n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> "pandas.DataFrame":
+    """Rank of each model by the mean of `value`, with a bootstrap CI: the units (images) are resampled
+    jointly for all models, so the ranks of one resample are consistent. Rank 1 is the best."""
+    import pandas as pd
+
+    wide = table.pivot_table(index=unit, columns=model_col, values=value, aggfunc="mean").dropna()
+    if wide.empty:
+        raise ValueError(f"table: no {unit} has a {value} for every model")
+    data = wide.to_numpy()
+    sign = -1 if higher_is_better else 1
+
+    def ranks(matrix):
+        order = np.argsort(np.argsort(sign * matrix.mean(axis=0), kind="stable"), kind="stable")
+        return order + 1
+
+    rng = np.random.default_rng(seed)
+    boots = np.array([ranks(data[rng.integers(0, len(data), len(data))]) for _ in range(n_boot)])
+    alpha = (1 - confidence) / 2
+    return pd.DataFrame({model_col: wide.columns, "mean": data.mean(axis=0), "rank": ranks(data),
+                         "rank_ci_low": np.quantile(boots, alpha, axis=0), "rank_ci_high": np.quantile(boots, 1 - alpha, axis=0)}
+                        ).sort_values("rank").reset_index(drop=True)
+
+
+def correlation_ci(x, y, *, method: str = "spearman", n_boot: int = 2000, confidence: float = 0.95,
+                   seed: int = 0) -> tuple[float, float, float]:
+    """Spearman or Pearson correlation of paired values (e.g. one pair per model), with a bootstrap CI
+    over the pairs: (r, low, high). Resamples with fewer than two distinct values are skipped."""
+    from scipy import stats
+
+    if method not in ("spearman", "pearson"):
+        raise ValueError(f"method: expected 'spearman' or 'pearson', got {method!r}")
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
+        raise ValueError("y: expected two 1D arrays of the same length, at least 3")
+    corr = (lambda a, b: stats.spearmanr(a, b)[0]) if method == "spearman" else (lambda a, b: stats.pearsonr(a, b)[0])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            boots.append(corr(x[i], y[i]))
+    alpha = (1 - confidence) / 2
+    return float(corr(x, y)), float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))

@@ -36,7 +36,8 @@ from .corruptions import list_corruptions
 from .models import list_models
 
 #: The notebooks, in execution order (later notebooks read the tables earlier ones write).
-NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training", "05_adversarial_robustness"]
+NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training", "04_corruption_robustness",
+                        "05_adversarial_robustness"]
 
 PROFILE_NAMES = ("smoke", "standard", "paper")
 STRUCTURE_NAMES = ("nuclei", "mitochondria", "er")
@@ -153,6 +154,9 @@ PARAMETERS: dict[str, Parameter] = {
     "eps_255": Parameter(_eps_levels, "Attack budgets in grey levels of an 8-bit image (eps * 255)."),
     "n_attack_images": Parameter(_positive_int, "Test images per structure that are attacked."),
     "attack_steps": Parameter(_positive_int, "Iterations of PGD, SegPGD and CosPGD."),
+    "reference_model": Parameter(lambda n, v: check_choice(n, v, ALL_MODELS),
+                                 "Reference model of the corruption errors (CE, rCE)."),
+    "n_boot": Parameter(_positive_int, "Bootstrap resamples of every confidence interval."),
 }
 
 ALL_CORRUPTIONS = list_corruptions()
@@ -169,21 +173,24 @@ PROFILES: dict[str, dict[str, object]] = {
                   models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.25},
                   regimes=["standard", "noise", "adversarial"], n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4,
                   optimizer="adamw", lr=3e-3, adv_method="fgsm_rs", adv_steps=1, n_examples=2,
-                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=2, attack_steps=3),
+                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=2, attack_steps=3,
+                  reference_model="unet3", n_boot=200),
     "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                      n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
                      corruptions=ALL_CORRUPTIONS, n_images_quality=8,
                      models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=["standard", "noise", "adversarial"],
                      n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3,
                      adv_method="fgsm_rs", adv_steps=1, n_examples=3,
-                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=16, attack_steps=10),
+                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=16, attack_steps=10,
+                  reference_model="unet", n_boot=2000),
     "paper": dict(seed=0, image_size=256, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                   n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
                   corruptions=ALL_CORRUPTIONS, n_images_quality=32,
                   models=list(ALL_MODELS), widths={}, regimes=["standard", "noise", "adversarial"], n_train=800,
                   n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, adv_method="pgd",
                   adv_steps=10, n_examples=4,
-                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=100, attack_steps=10),
+                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=100, attack_steps=10,
+                  reference_model="unet", n_boot=2000),
 }
 
 
@@ -217,7 +224,10 @@ def resolve(profile: str, **overrides) -> Config:
     if unknown:
         raise ValueError(f"{unknown[0]}: unknown parameter; expected one of {', '.join(sorted(PARAMETERS))}")
     values = {"profile": profile, **PROFILES[profile], **overrides}
-    return Config({name: PARAMETERS[name].check(name, value) for name, value in values.items()})
+    cfg = Config({name: PARAMETERS[name].check(name, value) for name, value in values.items()})
+    if cfg.get("reference_model") not in cfg.get("models", [cfg.get("reference_model")]):
+        raise ValueError(f"reference_model: {cfg.reference_model!r} is not one of the trained models {cfg.models}")
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------------

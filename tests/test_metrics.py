@@ -24,3 +24,77 @@ def test_image_quality_rejects_bad_shapes():
         image_quality(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((4, 4)))
     with pytest.raises(ValueError, match="mask"):
         image_quality(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8)))
+
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fmlib.metrics import (adversarial_score, bootstrap_ci, bootstrap_ranks, bootstrap_scores, correlation_ci,
+                           corruption_errors, relative_robustness, segmentation_scores)
+
+
+def test_segmentation_scores_match_hand_counts():
+    pred = np.zeros((1, 4, 4), bool)
+    truth = np.zeros((1, 4, 4), bool)
+    pred[0, :2] = True          # 8 pixels
+    truth[0, 1:3] = True        # 8 pixels, 4 shared
+    s = segmentation_scores(pred, truth)
+    assert s["iou"][0] == pytest.approx(4 / 12, rel=1e-4) and s["dice"][0] == pytest.approx(8 / 16, rel=1e-4)
+    assert s["precision"][0] == pytest.approx(0.5, rel=1e-4) and s["recall"][0] == pytest.approx(0.5, rel=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000))
+def test_iou_and_dice_are_consistent(seed):
+    rng = np.random.default_rng(seed)
+    pred, truth = rng.random((2, 3, 8, 8)) > 0.5
+    s = segmentation_scores(pred, truth)
+    assert np.all((0 <= s["iou"]) & (s["iou"] <= s["dice"]) & (s["dice"] <= 1))
+    np.testing.assert_allclose(s["dice"], 2 * s["iou"] / (1 + s["iou"]), atol=1e-4)  # Dice = 2 IoU / (1 + IoU)
+
+
+def test_robustness_scores():
+    assert relative_robustness([0.4, 0.9], [0.8, 0.9]) == pytest.approx(0.75)
+    table = pd.DataFrame({"model": "m", "eps": [1, 1, 2, 2], "iou": [0.8, 0.6, 0.4, 0.2], "clean_iou": 0.8})
+    score = adversarial_score(table, by=["model"])
+    assert score.score[0] == pytest.approx(np.mean([0.875, 0.375]))
+
+
+def test_corruption_errors_of_the_reference_are_one():
+    rows = []
+    for model, drop in (("ref", 0.1), ("better", 0.05)):
+        for severity in (1, 2):
+            for image in range(3):
+                rows.append({"model": model, "corruption": "blur", "severity": severity, "image": image,
+                             "iou": 0.9 - drop * severity, "clean_iou": 0.9})
+    ce = corruption_errors(pd.DataFrame(rows), "ref").set_index("model")
+    assert ce.loc["ref", "ce"] == pytest.approx(1) and ce.loc["ref", "rce"] == pytest.approx(1)
+    assert ce.loc["better", "rce"] == pytest.approx(0.5)
+    assert ce.loc["better", "ce"] == pytest.approx((0.15 + 0.2) / (0.2 + 0.3))
+    with pytest.raises(ValueError, match="reference"):
+        corruption_errors(pd.DataFrame(rows), "nobody")
+
+
+def test_bootstrap_intervals_cover_and_are_deterministic():
+    values = np.random.default_rng(1).normal(0.7, 0.1, 200)
+    est, lo, hi = bootstrap_ci(values, seed=3)
+    assert lo < 0.7 < hi and lo < est < hi and hi - lo < 0.05
+    assert bootstrap_ci(values, seed=3) == (est, lo, hi)
+    table = pd.DataFrame({"model": np.repeat(["a", "b"], 50), "image": np.tile(range(50), 2),
+                          "iou": np.r_[np.full(50, 0.9), np.full(50, 0.5)] + np.random.default_rng(2).normal(0, .01, 100)})
+    scores = bootstrap_scores(table, "iou", ["model"]).set_index("model")
+    assert scores.loc["a", "ci_low"] > scores.loc["b", "ci_high"]
+    ranks = bootstrap_ranks(table, "iou")
+    assert list(ranks.model) == ["a", "b"] and list(ranks.rank_ci_high) == [1, 2]
+
+
+def test_correlations_with_confidence_intervals():
+    x = np.arange(10.0)
+    r, lo, hi = correlation_ci(x, x**3, method="spearman")
+    assert r == pytest.approx(1) and lo == pytest.approx(1)
+    assert correlation_ci(x, x**3, method="pearson")[0] < 1
+    r, lo, hi = correlation_ci(x, np.random.default_rng(0).normal(size=10))
+    assert lo < r < hi
+    with pytest.raises(ValueError, match="method"):
+        correlation_ci(x, x, method="kendall")

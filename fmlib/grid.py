@@ -86,9 +86,11 @@ def test_scores(model, dataset) -> "pandas.DataFrame":
     return pd.DataFrame({"image": range(len(dataset)), **scores})
 
 
-def attack_table(cfg, model, dataset, *, progress: bool = False) -> "pandas.DataFrame":
-    """Every attack of `cfg` (plus the random-sign noise baseline) at every budget of `cfg.eps_255`,
-    on the first `cfg.n_attack_images` images of `dataset`: one row per image, attack and budget.
+def attack_table(cfg, model, dataset, *, attacks: list[str] | None = None, noise_baseline: bool = True,
+                 progress: bool = False) -> "pandas.DataFrame":
+    """Every attack of `cfg` (or `attacks`), plus the random-sign noise baseline, at every budget of
+    `cfg.eps_255`, on the first `cfg.n_attack_images` images of `dataset`: one row per image, attack
+    and budget.
 
     PGD, SegPGD and CosPGD run `cfg.attack_steps` iterations with the paper's step of 2/255; FGSM
     is one step; I-FGSM uses the paper's step (1/255) and iteration count.
@@ -100,7 +102,7 @@ def attack_table(cfg, model, dataset, *, progress: bool = False) -> "pandas.Data
     images, masks = dataset.images[:cfg.n_attack_images], dataset.masks[:cfg.n_attack_images]
     eps = [e / 255 for e in cfg.eps_255]
     tables = []
-    for name in [*cfg.attacks, "noise"]:
+    for name in [*(attacks or cfg.attacks), *(["noise"] if noise_baseline else [])]:
         kwargs = {"steps": cfg.attack_steps} if name in ("pgd", "segpgd", "cospgd") else {}
         tables.append(evaluate_attack(model, images, masks, name, eps, seed=cfg.seed, progress=progress, **kwargs))
     return pd.concat(tables, ignore_index=True)
@@ -126,3 +128,18 @@ def corruption_table(cfg, model, dataset) -> "pandas.DataFrame":
                                         "family": CORRUPTIONS[name].family, "severity": severity,
                                         "iou": scores["iou"], "dice": scores["dice"], "clean_iou": clean["iou"]}))
     return pd.concat(frames, ignore_index=True)
+
+
+def robustness_summary(corruption: "pandas.DataFrame", adversarial: "pandas.DataFrame", attack: str = "pgd",
+                       by: tuple[str, ...] = ("structure", "model", "regime")) -> "pandas.DataFrame":
+    """Per model (and structure, regime): clean IoU, corruption robustness (mean corrupted/clean IoU
+    over corruptions, severities and images) and the adversarial score of `attack`, side by side."""
+    from .metrics import adversarial_score
+
+    keys = [k for k in by if k in corruption.columns]
+    corr = (corruption.assign(r=corruption.iou / corruption.clean_iou.clip(lower=1e-5))
+            .groupby(keys, sort=False).agg(clean_iou=("clean_iou", "mean"), corruption_robustness=("r", "mean"))
+            .reset_index())
+    adv = adversarial_score(adversarial[adversarial.attack == attack], by=keys).rename(
+        columns={"score": "adversarial_robustness", "mean_iou": "adversarial_iou"})
+    return corr.merge(adv, on=keys)

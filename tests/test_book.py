@@ -64,8 +64,9 @@ def test_notebook_pages_show_their_figures(built_book):
     site, _ = built_book
     for name in study.NOTEBOOKS:
         html = (site / "_build" / "html" / "book" / "notebooks" / f"{name}.html").read_text()
-        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
-        assert len(images) >= 3, f"{name}: expected its figures as images, found {images}"
+        images = [src for src in re.findall(r'<img[^>]+src="([^"]+\.png)"', html) if "_images/" in src]
+        expected = (site / "book" / "notebooks" / f"{name}.ipynb").read_text().count("{glue:figure}")
+        assert expected >= 1 and len(images) >= expected, f"{name}: {expected} figures expected, found {images}"
         page_dir = site / "_build" / "html" / "book" / "notebooks"
         assert all((page_dir / src).resolve().exists() for src in images)
 
@@ -109,3 +110,19 @@ def test_headless_chromium_renders_the_book_with_navigation(built_book, tmp_path
 
     pixels = imread(shot)
     assert pixels.shape[:2] == (1000, 1280) and pixels.std() > 10  # not a blank page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless chromium is not installed")
+def test_recommendations_page_renders_with_its_glued_verdicts(built_book, tmp_path):
+    site, _ = built_book
+    page = site / "_build" / "html" / "book" / "recommendations.html"
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path}/u", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    values = _glued_values(site / "book" / "notebooks" / "08_summary_recommendations.ipynb")
+    verdicts = [format_plain_text(v, "s") for k, v in values.items() if k.startswith("verdict_")]
+    assert len(verdicts) >= 7
+    text = re.sub(r"<[^>]+>", "", dom)
+    assert "Recommendations" in text
+    assert all(verdict in text for verdict in verdicts)

@@ -1,0 +1,127 @@
+"""Recommendations as rules evaluated on the study's results tables.
+
+Each rule states a claim (several are claims of the paper's abstract), computes the statistic that
+tests it with a 95 % bootstrap confidence interval, and returns a verdict: *supported* (the interval
+lies on the claimed side of zero), *contradicted* (it lies on the other side), *inconclusive* (it
+contains zero), or *not testable* (too few models or no such models at this profile). The book's
+recommendations page quotes these verdicts; it never states a finding the tables do not support.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .metrics import bootstrap_ci, correlation_ci
+
+
+@dataclass
+class Finding:
+    key: str
+    claim: str
+    statistic: str
+    estimate: float
+    low: float
+    high: float
+    n: int
+    verdict: str
+    recommendation: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _verdict(low: float, high: float, positive: bool = True) -> str:
+    if np.isnan(low) or np.isnan(high):
+        return "not testable"
+    if (low > 0) if positive else (high < 0):
+        return "supported"
+    if (high < 0) if positive else (low > 0):
+        return "contradicted"
+    return "inconclusive"
+
+
+def _correlation(key, claim, statistic, x, y, recommendation, n_boot, seed) -> Finding:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return Finding(key, claim, statistic, float("nan"), float("nan"), float("nan"), len(x),
+                       "not testable", recommendation)
+    r, lo, hi = correlation_ci(x, y, method="spearman", n_boot=n_boot, seed=seed)
+    return Finding(key, claim, statistic, r, lo, hi, len(x), _verdict(lo, hi), recommendation)
+
+
+def _mean_change(key, claim, statistic, diffs, recommendation, n_boot, seed, positive=True) -> Finding:
+    diffs = np.asarray(diffs, float)
+    diffs = diffs[np.isfinite(diffs)]
+    if len(diffs) < 2:
+        return Finding(key, claim, statistic, float("nan"), float("nan"), float("nan"), len(diffs),
+                       "not testable", recommendation)
+    est, lo, hi = bootstrap_ci(diffs, n_boot=n_boot, seed=seed)
+    return Finding(key, claim, statistic, est, lo, hi, len(diffs), _verdict(lo, hi, positive), recommendation)
+
+
+def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed) -> Finding:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 1 or len(b) < 1 or len(a) + len(b) < 3:
+        return Finding(key, claim, statistic, float("nan"), float("nan"), float("nan"), len(a) + len(b),
+                       "not testable", recommendation)
+    rng = np.random.default_rng(seed)
+    boots = [rng.choice(a, len(a)).mean() - rng.choice(b, len(b)).mean() for _ in range(n_boot)]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return Finding(key, claim, statistic, float(a.mean() - b.mean()), float(lo), float(hi), len(a) + len(b),
+                   _verdict(lo, hi), recommendation)
+
+
+def evaluate(models_summary, defenses, *, n_boot: int = 2000, seed: int = 0) -> list[Finding]:
+    """Evaluate every rule.
+
+    Parameters
+    ----------
+    models_summary : DataFrame, one row per model (standard training, averaged over structures)
+        Columns ``model``, ``family``, ``parameters``, ``clean_iou``, ``corruption_robustness``,
+        ``adversarial_robustness``.
+    defenses : DataFrame, one row per structure, model and regime (`fmlib.grid.robustness_summary`).
+    """
+    s = models_summary
+    findings = [
+        _correlation("corruption_vs_adversarial",
+                     "Models robust to corruptions are also robust to adversarial attacks.",
+                     "Spearman correlation across models", s.corruption_robustness, s.adversarial_robustness,
+                     "Where attacks are a concern, measure adversarial robustness directly if this is not supported; "
+                     "otherwise corruption robustness is a cheap proxy.", n_boot, seed),
+        _correlation("clean_vs_corruption", "Models that are more accurate on clean images are more robust to corruptions.",
+                     "Spearman correlation across models", s.clean_iou, s.corruption_robustness,
+                     "Do not choose a model by clean accuracy alone unless this is supported: benchmark it on "
+                     "degraded images.", n_boot, seed),
+        _correlation("size_vs_corruption", "Larger models (more parameters) are more robust to corruptions.",
+                     "Spearman correlation across models", np.log(s.parameters), s.corruption_robustness,
+                     "Unless supported, a larger model is no substitute for robustness testing.", n_boot, seed),
+        _group_difference("transformer_vs_cnn", "Transformers are more robust to corruptions than CNNs.",
+                          "difference of mean corruption robustness (transformers - CNNs)",
+                          s[s.family == "transformer"].corruption_robustness, s[s.family == "cnn"].corruption_robustness,
+                          "Prefer a transformer for degraded images only if this is supported.", n_boot, seed),
+    ]
+    pivot = defenses.pivot_table(index=["structure", "model"], columns="regime",
+                                 values=["clean_iou", "corruption_robustness", "adversarial_robustness"])
+
+    def change(metric, regime):
+        if (metric, regime) not in pivot or (metric, "standard") not in pivot:
+            return []
+        return (pivot[(metric, regime)] - pivot[(metric, "standard")]).to_numpy()
+
+    findings += [
+        _mean_change("noise_augmentation", "Noise augmentation improves robustness to corruptions.",
+                     "mean change of corruption robustness against standard training",
+                     change("corruption_robustness", "noise"),
+                     "Train with noise augmentation when test images may be noisier than training images.",
+                     n_boot, seed),
+        _mean_change("adversarial_training", "Adversarial training improves adversarial robustness.",
+                     "mean change of adversarial robustness against standard training",
+                     change("adversarial_robustness", "adversarial"),
+                     "Use adversarial training when inputs may be manipulated.", n_boot, seed),
+        _mean_change("adversarial_training_cost", "Adversarial training costs clean accuracy.",
+                     "mean change of clean IoU against standard training", change("clean_iou", "adversarial"),
+                     "Budget for a drop in clean accuracy when training adversarially.", n_boot, seed, positive=False),
+    ]
+    return findings

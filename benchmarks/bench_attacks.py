@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from _timing import best_of  # noqa: E402  (benchmarks/ is the script's folder)
 from fmlib.attacks import PGD
 from fmlib.models import create_model
 from fmlib.study import STANDARD_WIDTHS
@@ -40,16 +41,6 @@ def torchattacks_module():
     import torchattacks
 
     return torchattacks
-
-
-def best_of(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -66,22 +66,40 @@ def _image_size(name, value):
     return value
 
 
-def _snr_levels(name, value):
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name}: expected a non-empty list of SNR values, got {value!r}")
-    return [check_real(f"{name}[{i}]", v, low=0.0, low_inclusive=False) for i, v in enumerate(value)]
+def _list_of(what: str, check_item):
+    """A checker of a non-empty list whose items pass ``check_item(item_name, value)``."""
+
+    def check(name, value):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name}: expected a non-empty list of {what}, got {value!r}")
+        return [check_item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+    return check
 
 
-def _corruptions(name, value):
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name}: expected a non-empty list of corruption names, got {value!r}")
-    return [check_choice(f"{name}[{i}]", v, ALL_CORRUPTIONS) for i, v in enumerate(value)]
+def _one_of(choices):
+    return lambda name, value: check_choice(name, value, choices() if callable(choices) else choices)
 
 
-def _models(name, value):
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name}: expected a non-empty list of model names, got {value!r}")
-    return [check_choice(f"{name}[{i}]", v, ALL_MODELS) for i, v in enumerate(value)]
+def _registered_attacks():
+    from .attacks import ATTACKS
+
+    return list(ATTACKS)
+
+
+def _registered_regimes():
+    from .grid import REGIMES
+
+    return list(REGIMES)
+
+
+_snr_levels = _list_of("SNR values", lambda n, v: check_real(n, v, low=0.0, low_inclusive=False))
+_eps_levels = _list_of("budgets in grey levels", lambda n, v: check_real(n, v, low=0.0, high=255.0))
+_structures = _list_of("structures", _one_of(STRUCTURE_NAMES))
+_corruptions = _list_of("corruption names", _one_of(lambda: ALL_CORRUPTIONS))
+_models = _list_of("model names", _one_of(lambda: ALL_MODELS))
+_regimes = _list_of("training regimes", _one_of(_registered_regimes))
+_attacks = _list_of("attack names", _one_of(_registered_attacks))
 
 
 def _widths(name, value):
@@ -91,36 +109,8 @@ def _widths(name, value):
             for k, v in value.items()}
 
 
-def _regimes(name, value):
-    from .grid import REGIMES
-
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name}: expected a non-empty list of training regimes, got {value!r}")
-    return [check_choice(f"{name}[{i}]", v, REGIMES) for i, v in enumerate(value)]
-
-
-def _attacks(name, value):
-    from .attacks import ATTACKS
-
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name}: expected a non-empty list of attack names, got {value!r}")
-    return [check_choice(f"{name}[{i}]", v, ATTACKS) for i, v in enumerate(value)]
-
-
-def _eps_levels(name, value):
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name}: expected a non-empty list of budgets in grey levels, got {value!r}")
-    return [check_real(f"{name}[{i}]", v, low=0.0, high=255.0) for i, v in enumerate(value)]
-
-
 def _positive_real(name, value):
     return check_real(name, value, low=0.0, low_inclusive=False)
-
-
-def _structures(name, value):
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"{name}: expected a non-empty list of structures, got {value!r}")
-    return [check_choice(f"{name}[{i}]", v, STRUCTURE_NAMES) for i, v in enumerate(value)]
 
 
 PARAMETERS: dict[str, Parameter] = {

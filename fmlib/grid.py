@@ -83,7 +83,7 @@ def test_scores(model, dataset) -> "pandas.DataFrame":
     from .training import predict
 
     scores = segmentation_scores(predict(model, dataset.images), dataset.masks > 0)
-    return pd.DataFrame({"image": range(len(dataset)), **scores})
+    return pd.DataFrame({"image": range(len(dataset.images)), **scores})
 
 
 def attack_table(cfg, model, dataset, *, attacks: list[str] | None = None, noise_baseline: bool = True,
@@ -110,21 +110,26 @@ def attack_table(cfg, model, dataset, *, attacks: list[str] | None = None, noise
 
 def corruption_table(cfg, model, dataset) -> "pandas.DataFrame":
     """IoU and Dice of `model` on `dataset` under every corruption and severity of `cfg`, per image,
-    with the clean IoU beside them. Physical corruptions act on the dataset's raw counts."""
+    with the clean IoU beside them. `dataset` is a synthesis `Dataset` (physical corruptions then act
+    on its raw counts) or anything with ``images`` and ``masks`` (real tiles: the reference
+    acquisition)."""
     import pandas as pd
 
     from .corruptions import CORRUPTIONS, corrupt
     from .metrics import segmentation_scores
+    from .synthesis import Dataset
     from .training import predict
+
+    counts = dataset if isinstance(dataset, Dataset) else None
 
     truth = dataset.masks > 0
     clean = segmentation_scores(predict(model, dataset.images), truth)
     frames = []
     for name in cfg.corruptions:
         for severity in range(1, 6):
-            images = corrupt(dataset.images, name, severity, rng=cfg.seed, dataset=dataset)
+            images = corrupt(dataset.images, name, severity, rng=cfg.seed, dataset=counts)
             scores = segmentation_scores(predict(model, images), truth)
-            frames.append(pd.DataFrame({"image": range(len(dataset)), "corruption": name,
+            frames.append(pd.DataFrame({"image": range(len(dataset.images)), "corruption": name,
                                         "family": CORRUPTIONS[name].family, "severity": severity,
                                         "iou": scores["iou"], "dice": scores["dice"], "clean_iou": clean["iou"]}))
     return pd.concat(frames, ignore_index=True)

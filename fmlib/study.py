@@ -37,7 +37,7 @@ from .models import list_models
 
 #: The notebooks, in execution order (later notebooks read the tables earlier ones write).
 NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training", "04_corruption_robustness",
-                        "05_adversarial_robustness", "06_defenses", "08_summary_recommendations"]
+                        "05_adversarial_robustness", "06_defenses", "07_real_images", "08_summary_recommendations"]
 
 PROFILE_NAMES = ("smoke", "standard", "paper")
 STRUCTURE_NAMES = ("nuclei", "mitochondria", "er")
@@ -147,6 +147,7 @@ PARAMETERS: dict[str, Parameter] = {
     "reference_model": Parameter(lambda n, v: check_choice(n, v, ALL_MODELS),
                                  "Reference model of the corruption errors (CE, rCE)."),
     "n_boot": Parameter(_positive_int, "Bootstrap resamples of every confidence interval."),
+    "real_epochs": Parameter(_positive_int, "Epochs of the model trained on real images (the sim-to-real reference)."),
     "defense_attack": Parameter(lambda n, v: check_choice(n, v, ("fgsm", "ifgsm", "pgd", "segpgd", "cospgd")),
                                 "The attack that measures the adversarial robustness of defended models."),
 }
@@ -166,7 +167,7 @@ PROFILES: dict[str, dict[str, object]] = {
                   regimes=["standard", "noise", "adversarial"], n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4,
                   optimizer="adamw", lr=3e-3, adv_method="fgsm_rs", adv_steps=1, n_examples=2,
                   attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=2, attack_steps=3,
-                  reference_model="unet3", n_boot=200, defense_attack="pgd"),
+                  reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3),
     "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                      n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
                      corruptions=ALL_CORRUPTIONS, n_images_quality=8,
@@ -174,7 +175,7 @@ PROFILES: dict[str, dict[str, object]] = {
                      n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3,
                      adv_method="fgsm_rs", adv_steps=1, n_examples=3,
                   attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=16, attack_steps=10,
-                  reference_model="unet", n_boot=2000, defense_attack="pgd"),
+                  reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
     "paper": dict(seed=0, image_size=256, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
                   n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
                   corruptions=ALL_CORRUPTIONS, n_images_quality=32,
@@ -182,7 +183,7 @@ PROFILES: dict[str, dict[str, object]] = {
                   n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, adv_method="pgd",
                   adv_steps=10, n_examples=4,
                   attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=100, attack_steps=10,
-                  reference_model="unet", n_boot=2000, defense_attack="pgd"),
+                  reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
 }
 
 

@@ -260,12 +260,15 @@ def source_hash() -> str:
     return digest.hexdigest()
 
 
-def notebook_key(notebook_path: Path, parameters: dict) -> str:
-    """Cache key of one execution: parameters, notebook source and ``fmlib`` source."""
+def notebook_key(notebook_path: Path, parameters: dict, upstream: str = "") -> str:
+    """Cache key of one execution: parameters, notebook source, ``fmlib`` source, and `upstream`, the
+    key of the notebook before it (later notebooks read the tables earlier ones write, so a change
+    upstream re-executes everything downstream)."""
     digest = hashlib.sha256()
     digest.update(json.dumps(parameters, sort_keys=True).encode())
     digest.update(_notebook_source(notebook_path).encode())
     digest.update(source_hash().encode())
+    digest.update(upstream.encode())
     return digest.hexdigest()[:32]
 
 
@@ -330,21 +333,30 @@ def plan(profile: str, root: Path, overrides: dict | None = None, only: Sequence
     """What `run` would do: per notebook, its parameters, key and whether it is up to date."""
     cfg = resolve(profile, **(overrides or {}))
     names = NOTEBOOKS if not only else [check_choice("only", n, NOTEBOOKS) for n in only]
-    steps = []
-    for name in names:
+    steps, upstream = [], ""
+    for name in NOTEBOOKS:  # keys chain through every notebook, run or not
+        if name not in names:
+            upstream = notebook_key(root / "notebooks" / f"{name}.ipynb", _declared_values(root, name, cfg), upstream)
+            continue
         source = root / "notebooks" / f"{name}.ipynb"
-        if not source.exists():
-            raise StudyError(f"notebook {name}: {source} is missing")
-        declared = declared_parameters(source)
-        params = {k: cfg[k] for k in declared if k in cfg}
-        missing = [k for k in declared if k not in cfg]
-        if missing:
-            raise StudyError(f"notebook {name}: parameter {missing[0]!r} has no value in fmlib.study.PROFILES")
-        key = notebook_key(source, params)
+        params = _declared_values(root, name, cfg)
+        key = upstream = notebook_key(source, params, upstream)
         target = _executed_path(root, name)
         steps.append({"name": name, "source": source, "target": target, "parameters": params, "key": key,
                       "up_to_date": executed_key(target) == key})
     return steps
+
+
+def _declared_values(root: Path, name: str, cfg: Config) -> dict:
+    """The values of the parameters that notebook `name` declares."""
+    source = root / "notebooks" / f"{name}.ipynb"
+    if not source.exists():
+        raise StudyError(f"notebook {name}: {source} is missing")
+    declared = declared_parameters(source)
+    missing = [k for k in declared if k not in cfg]
+    if missing:
+        raise StudyError(f"notebook {name}: parameter {missing[0]!r} has no value in fmlib.study.PROFILES")
+    return {k: cfg[k] for k in declared}
 
 
 def _load_manifest(path: Path) -> dict:

@@ -123,3 +123,20 @@ def test_list_and_clean(mini_study, capsys):
     (root / "_build").mkdir()
     assert study.main(["clean", "--root", str(root)]) == 0
     assert not (root / "_build").exists()
+
+
+def test_a_change_upstream_re_executes_the_notebooks_downstream(tmp_path, monkeypatch):
+    names = ["01_first", "02_second"]
+    monkeypatch.setattr(study, "NOTEBOOKS", names)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
+    for name, declared in zip(names, ("profile = 'smoke'\nseed = 0", "profile = 'smoke'")):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(declared, metadata={"tags": ["parameters"]})]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+    study.run("smoke", root=tmp_path, progress=False)
+    again = study.run("smoke", root=tmp_path, overrides={"seed": 5}, progress=False)
+    # The second notebook does not declare `seed`, but reads what the first one writes.
+    assert [again["notebooks"][n]["status"] for n in names] == ["executed", "executed"]
+    assert [s["up_to_date"] for s in study.plan("smoke", tmp_path, {"seed": 5})] == [True, True]

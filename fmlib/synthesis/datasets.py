@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from .._checks import check_choice, check_int, check_range, check_real
 from . import structures
-from .camera import Camera, expose, get_camera, signal_for_snr, snr_from_levels
+from .camera import Camera, expose, get_camera, signal_for_snr, snr_from_levels, to_electrons
 from .optics import MODALITIES, Optics, bin_pixels, blur
 
 DISPLAY_BLACK = 0.1
@@ -126,12 +126,13 @@ class Dataset:
 
     def electrons(self) -> np.ndarray:
         """Raw counts converted to photo-electrons, float64 (N, H, W)."""
-        cam = self.camera
-        return (self.raw.astype(np.float64) - cam.offset_adu) / cam.gain_adu_per_e
+        return to_electrons(self.raw, self.camera)
 
 
-def _resolve(structure: str, size, snr, physics: dict) -> tuple[StructureSpec, dict, dict, Optics, Camera]:
-    """Validate every argument; split `physics` into physics and structure parameters."""
+def _resolve(structure: str, size, snr, physics: dict):
+    """Validate every argument; split `physics` into physics and structure parameters.
+
+    Returns (spec, size, physics, structure parameters, optics, camera)."""
     spec = STRUCTURES[check_choice("structure", structure, STRUCTURES)]
     size = _check_size(size)
     check_real("snr", snr, low=0.0, low_inclusive=False, high=1000.0)
@@ -163,7 +164,7 @@ def _resolve(structure: str, size, snr, physics: dict) -> tuple[StructureSpec, d
                 sparams[key] = tuple(check_int(f"{key}[{i}]", v, low=0) for i, v in enumerate(value))
         else:
             sparams[key] = check_real(key, value, low=0.0)
-    return spec, phys, sparams, optics, camera
+    return spec, size, phys, sparams, optics, camera
 
 
 def _check_size(size) -> tuple[int, int]:
@@ -279,8 +280,7 @@ def make_dataset(structure: str, n: int, size: int | tuple[int, int] = 128, snr:
     check_int("seed", seed, low=0)
     if noise_seed is not None:
         check_int("noise_seed", noise_seed, low=0)
-    spec, phys, sparams, optics, camera = _resolve(structure, size, snr, physics)
-    size = _check_size(size)
+    spec, size, phys, sparams, optics, camera = _resolve(structure, size, snr, physics)
     indices = range(n)
     if progress:
         from tqdm.auto import tqdm
@@ -307,8 +307,7 @@ def iter_images(structure: str, size: int | tuple[int, int] = 128, snr: float = 
     check_int("start", start, low=0)
     if stop is not None:
         check_int("stop", stop, low=start)
-    spec, phys, sparams, optics, camera = _resolve(structure, size, snr, physics)
-    size = _check_size(size)
+    spec, size, phys, sparams, optics, camera = _resolve(structure, size, snr, physics)
     index = start
     while stop is None or index < stop:
         yield _simulate(spec, size, snr, phys, sparams, optics, camera, seed, index, noise_seed)

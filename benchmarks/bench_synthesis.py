@@ -11,7 +11,6 @@ over 64-512 px (1.0 = linear). Target on 2 CPU cores: >= 50 images/s at 128 x 12
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from scipy import ndimage

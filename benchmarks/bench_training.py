@@ -20,7 +20,6 @@ import time
 
 def measure(name: str, size: int, n_images: int, batch_size: int, epochs: int) -> dict:
     import torch
-    from torch.nn import functional as F
 
     from fmlib.models import count_parameters, create_model
     from fmlib.study import STANDARD_WIDTHS

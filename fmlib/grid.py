@@ -9,8 +9,12 @@ to the notebooks that evaluate it. The three regimes are the paper's: standard t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .training import PRESETS, DataSpec, TrainConfig, TrainedModel, load_trained, train
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas
 
 REGIMES = ("standard", "noise", "adversarial")
 #: Seeds of the data splits, offsets from the study seed: training, validation (in DataSpec) and test.

@@ -10,8 +10,13 @@ Image quality is measured against the clean image, per image:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas
 
 
 def image_quality(clean: np.ndarray, corrupted: np.ndarray, mask: np.ndarray) -> dict[str, float]:

@@ -34,7 +34,8 @@ class TrainingJob:
 def train_config(cfg, regime: str) -> TrainConfig:
     """The `TrainConfig` of `regime` under study configuration `cfg`."""
     preset = PRESETS["paper"] if cfg.optimizer == "sgd" else PRESETS["cpu"]
-    base = preset.replace(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed)
+    base = preset.replace(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, loss=cfg.get("loss", preset.loss),
+                          seed=cfg.seed)
     if regime == "standard":
         return base
     if regime == "noise":
@@ -55,11 +56,19 @@ def test_set(cfg, structure: str, snr: float = 8.0):
     return make_dataset(structure, cfg.n_test, cfg.image_size, snr=snr, seed=cfg.seed + TEST_SEED_OFFSET)
 
 
+def regimes_for(cfg, structure: str) -> list[str]:
+    """The training regimes of `structure`: the standard one everywhere, the defended ones (noise,
+    adversarial) only on ``cfg.defense_structures`` (all structures when it is not set); a CPU
+    profile trains the defenses on nuclei only, to fit its time budget."""
+    defended = cfg.get("defense_structures", cfg.structures)
+    return [r for r in cfg.regimes if r == "standard" or structure in defended]
+
+
 def training_jobs(cfg) -> list[TrainingJob]:
     """Every training run of the grid, in a fixed order."""
     return [TrainingJob(model, structure, regime, float(cfg.widths.get(model, 1.0)), data_spec(cfg, structure),
                         train_config(cfg, regime))
-            for structure in cfg.structures for regime in cfg.regimes for model in cfg.models]
+            for structure in cfg.structures for regime in regimes_for(cfg, structure) for model in cfg.models]
 
 
 def run_training(cfg, *, progress: bool = True) -> list[tuple[TrainingJob, TrainedModel]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from ._checks import check_int
+from ._checks import check_int, check_real
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.8
 LOW_LEVEL, HIGH_LEVEL = 0.1, 0.9
@@ -81,6 +81,20 @@ def load_bbbc007() -> list[RealImage]:
     return images
 
 
+def rescale(item: RealImage, factor: float) -> RealImage:
+    """`item` resampled by `factor` (0.5 halves each side): the image with anti-aliasing and linear
+    interpolation, the labels and mask by nearest neighbour. Used to bring real nuclei to the
+    simulator's nucleus size in pixels, as Cellpose rescales images to its training diameter."""
+    from skimage.transform import rescale as _rescale
+
+    factor = check_real("factor", factor, low=0.05, high=20.0)
+    image = _rescale(item.image, factor, order=1, anti_aliasing=factor < 1, preserve_range=True)
+    labels = _rescale(item.labels, factor, order=0, anti_aliasing=False, preserve_range=True).astype(np.int32)
+    raw = _rescale(item.raw.astype(np.float64), factor, order=1, anti_aliasing=factor < 1, preserve_range=True)
+    return RealImage(item.name, np.clip(image, 0, 1).astype(np.float32), (labels > 0).astype(np.uint8), labels,
+                     raw, item.clipped_fraction, item.source)
+
+
 def tiles(array: np.ndarray, tile: int = 128) -> np.ndarray:
     """Cut a 2D array into non-overlapping ``tile x tile`` tiles (a multiple of 32), dropping the
     incomplete border. Returns (N, tile, tile)."""
@@ -139,8 +153,13 @@ def match_pixel_size(real_labels: np.ndarray, structure: str = "nuclei", *, n_im
     return float(pixel)
 
 
-def nuclei_tiles(tile: int = 128) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
     """The real nuclei images cut into ``tile x tile`` tiles, by source.
+
+    With `diameter_px`, each source is first resampled by one factor, ``diameter_px`` over its median
+    nucleus diameter (`median_diameter_px` of its reference labels), so that its nuclei have the
+    size in pixels that the models were trained on; scores are then measured on the resampled grid.
 
     Returns ``{"dsb2018": (images, masks, names), "bbbc007_train": ..., "bbbc007_test": ...}``: the
     BBBC007 images are split by image (the first two thirds, in name order, for training), so no
@@ -149,9 +168,14 @@ def nuclei_tiles(tile: int = 128) -> dict[str, tuple[np.ndarray, np.ndarray, lis
     """
     out = {}
     dsb = load_dsb2018()
+    bbbc = load_bbbc007()
+    if diameter_px is not None:
+        diameter_px = check_real("diameter_px", diameter_px, low=1.0, high=1000.0)
+        dsb = rescale(dsb, diameter_px / median_diameter_px(dsb.labels))
+        factor = diameter_px / float(np.median(np.concatenate([diameters_px(d.labels) for d in bbbc])))
+        bbbc = [rescale(d, factor) for d in bbbc]
     d_img, d_mask = tiles(dsb.image, tile), tiles(dsb.mask, tile)
     out["dsb2018"] = (d_img, d_mask, [f"dsb2018/{i}" for i in range(len(d_img))])
-    bbbc = load_bbbc007()
     split = int(round(len(bbbc) * 2 / 3))
     for part, items in (("bbbc007_train", bbbc[:split]), ("bbbc007_test", bbbc[split:])):
         images, masks, names = [], [], []

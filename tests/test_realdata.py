@@ -40,3 +40,21 @@ def test_matched_pixel_size_reproduces_the_real_nucleus_size():
                                                                           rel=0.15)
     with pytest.raises(ValueError, match="structure"):
         realdata.match_pixel_size(real.labels, "er")
+
+
+def test_rescale_brings_nuclei_to_a_target_diameter():
+    real = realdata.load_dsb2018()
+    half = realdata.rescale(real, 0.5)
+    assert half.image.shape == half.labels.shape == (256, 256) and half.image.dtype == np.float32
+    assert set(np.unique(half.labels)) <= set(np.unique(real.labels))  # nearest neighbour: no new labels
+    assert realdata.median_diameter_px(half.labels) == pytest.approx(realdata.median_diameter_px(real.labels) / 2,
+                                                                     rel=0.1)
+    matched = realdata.nuclei_tiles(64, diameter_px=12.0)
+    images, masks, _ = matched["dsb2018"]
+    assert images.shape[1:] == (64, 64)
+    assert realdata.median_diameter_px(realdata.rescale(real, 12.0 / realdata.median_diameter_px(real.labels))
+                                       .labels) == pytest.approx(12.0, rel=0.1)
+    with pytest.raises(ValueError, match="factor"):
+        realdata.rescale(real, 0.0)
+    with pytest.raises(ValueError, match="diameter_px"):
+        realdata.nuclei_tiles(64, diameter_px=-3)

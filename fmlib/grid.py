@@ -35,7 +35,7 @@ def train_config(cfg, regime: str) -> TrainConfig:
     """The `TrainConfig` of `regime` under study configuration `cfg`."""
     preset = PRESETS["paper"] if cfg.optimizer == "sgd" else PRESETS["cpu"]
     base = preset.replace(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, loss=cfg.get("loss", preset.loss),
-                          seed=cfg.seed)
+                          mixed_precision=bool(cfg.get("mixed_precision", False)), seed=cfg.seed)
     if regime == "standard":
         return base
     if regime == "noise":
@@ -88,14 +88,14 @@ def load_model(cfg, model: str, structure: str, regime: str = "standard") -> Tra
                         width=float(cfg.widths.get(model, 1.0)))
 
 
-def test_scores(model, dataset) -> "pandas.DataFrame":
+def test_scores(model, dataset, *, mixed_precision: bool = False) -> "pandas.DataFrame":
     """Per-image IoU, Dice, precision and recall of `model` on a synthetic `dataset`."""
     import pandas as pd
 
     from .metrics import segmentation_scores
     from .training import predict
 
-    scores = segmentation_scores(predict(model, dataset.images), dataset.masks > 0)
+    scores = segmentation_scores(predict(model, dataset.images, mixed_precision=mixed_precision), dataset.masks > 0)
     return pd.DataFrame({"image": range(len(dataset.images)), **scores})
 
 
@@ -134,14 +134,15 @@ def corruption_table(cfg, model, dataset) -> "pandas.DataFrame":
     from .training import predict
 
     counts = dataset if isinstance(dataset, Dataset) else None
+    amp = bool(cfg.get("mixed_precision", False))  # bfloat16 inference on CUDA (the paper profile)
 
     truth = dataset.masks > 0
-    clean = segmentation_scores(predict(model, dataset.images), truth)
+    clean = segmentation_scores(predict(model, dataset.images, mixed_precision=amp), truth)
     frames = []
     for name in cfg.corruptions:
         for severity in range(1, 6):
             images = corrupt(dataset.images, name, severity, rng=cfg.seed, dataset=counts)
-            scores = segmentation_scores(predict(model, images), truth)
+            scores = segmentation_scores(predict(model, images, mixed_precision=amp), truth)
             frames.append(pd.DataFrame({"image": range(len(dataset.images)), "corruption": name,
                                         "family": CORRUPTIONS[name].family, "severity": severity,
                                         "iou": scores["iou"], "dice": scores["dice"], "clean_iou": clean["iou"]}))

@@ -16,7 +16,6 @@ package versions, the git commit and the wall time of each notebook.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import json
@@ -24,7 +23,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -109,6 +107,12 @@ def _widths(name, value):
             for k, v in value.items()}
 
 
+def _boolean(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
 def _positive_real(name, value):
     return check_real(name, value, low=0.0, low_inclusive=False)
 
@@ -138,6 +142,7 @@ PARAMETERS: dict[str, Parameter] = {
     "lr": Parameter(_positive_real, "Learning rate."),
     "loss": Parameter(lambda n, v: check_choice(n, v, ("bce", "bce+dice")),
                       "Training loss: bce (the paper's) or bce+dice (robust to thin, sparse foreground)."),
+    "mixed_precision": Parameter(_boolean, "bfloat16 autocast for training and evaluation on CUDA (attacks keep float32 gradients); no effect on a CPU."),
     "defense_structures": Parameter(_structures, "Structures on which the defended regimes (noise, adversarial) "
                                     "are trained; the standard regime is trained on every structure."),
     "adv_method": Parameter(lambda n, v: check_choice(n, v, ("pgd", "fgsm_rs")),
@@ -169,7 +174,7 @@ PROFILES: dict[str, dict[str, object]] = {
                   corruptions=ALL_CORRUPTIONS, n_images_quality=2,
                   models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.25},
                   regimes=["standard", "noise", "adversarial"], n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4,
-                  optimizer="adamw", lr=3e-3, loss="bce+dice", defense_structures=["nuclei", "mitochondria", "er"], adv_method="fgsm_rs", adv_steps=1, n_examples=2,
+                  optimizer="adamw", lr=3e-3, loss="bce+dice", mixed_precision=False, defense_structures=["nuclei", "mitochondria", "er"], adv_method="fgsm_rs", adv_steps=1, n_examples=2,
                   attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=2, attack_steps=3,
                   reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3),
     "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
@@ -177,7 +182,7 @@ PROFILES: dict[str, dict[str, object]] = {
                      corruptions=ALL_CORRUPTIONS, n_images_quality=8,
                      models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=["standard", "noise", "adversarial"],
                      n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3,
-                     loss="bce+dice", defense_structures=["nuclei"],
+                     loss="bce+dice", mixed_precision=False, defense_structures=["nuclei"],
                      adv_method="fgsm_rs", adv_steps=1, n_examples=3,
                   attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=16, attack_steps=10,
                   reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
@@ -185,7 +190,7 @@ PROFILES: dict[str, dict[str, object]] = {
                   n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
                   corruptions=ALL_CORRUPTIONS, n_images_quality=32,
                   models=list(ALL_MODELS), widths={}, regimes=["standard", "noise", "adversarial"], n_train=800,
-                  n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce",
+                  n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce", mixed_precision=True,
                   defense_structures=["nuclei", "mitochondria", "er"], adv_method="pgd",
                   adv_steps=10, n_examples=4,
                   attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=100, attack_steps=10,
@@ -256,10 +261,11 @@ def results_dir(profile: str, root: str | Path | None = None) -> Path:
     return out
 
 
-#: Modules that compute nothing the notebooks read: the assay of a user's own model and the executors
+#: Modules that compute nothing the notebooks read: this runner and its command line (the parameter
+#: values it hands a notebook are hashed instead), the assay of a user's own model, and the executors
 #: that only decide where grid jobs run (a job's result does not depend on its executor). Changing
 #: them must not re-execute the study.
-UNHASHED_MODULES = ("assay.py", "executors.py")
+UNHASHED_MODULES = ("assay.py", "cli.py", "executors.py", "study.py")
 
 
 def source_hash() -> str:
@@ -474,61 +480,11 @@ def clean(profile: str | None = None, *, root: str | Path | None = None, results
     return removed
 
 
-# ----------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------
-
-def _parse_set(items: Sequence[str]) -> dict:
-    overrides = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
-    return overrides
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fmrobust", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="execute the study's notebooks with papermill")
-    p_run.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
-    p_run.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these notebooks")
-    p_run.add_argument("--force", action="store_true", help="execute even up-to-date notebooks")
-    p_run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                       help="override a parameter (JSON value), e.g. --set seed=1 image_size=128")
-    p_run.add_argument("--root", help="study folder (default: found from the current directory)")
-    p_list = sub.add_parser("list", help="list the notebooks and whether each is up to date")
-    p_list.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
-    p_list.add_argument("--root")
-    p_clean = sub.add_parser("clean", help="remove the book build, the cache and failed notebooks")
-    p_clean.add_argument("--profile", choices=PROFILE_NAMES)
-    p_clean.add_argument("--results", action="store_true",
-                         help="also remove executed notebooks and results/<profile>/ (committed files!)")
-    p_clean.add_argument("--root")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "run":
-            manifest = run(args.profile, root=args.root, only=args.only, force=args.force,
-                           overrides=_parse_set(args.set))
-            for name in args.only or NOTEBOOKS:
-                entry = manifest["notebooks"][name]
-                wall = entry.get("wall_time_s")
-                print(f"{name:32s} {entry['status']:9s} {'' if wall is None else f'{wall:8.1f} s'}")
-        elif args.command == "list":
-            root = Path(args.root).resolve() if args.root else find_root()
-            for step in plan(args.profile, root):
-                print(f"{step['name']:32s} {'up to date' if step['up_to_date'] else 'to run'}")
-        elif args.command == "clean":
-            for path in clean(args.profile, root=args.root, results=args.results):
-                print(f"removed {path}")
-    except (StudyError, ValueError) as err:
-        print(f"fmrobust: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    """The ``fmrobust`` command line (`fmlib.cli.main`)."""
+    from .cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

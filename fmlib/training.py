@@ -61,6 +61,7 @@ class TrainConfig:
     adv_step: float = 2 / 255
     adv_steps: int = 10
     adv_method: str = "pgd"
+    mixed_precision: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -81,6 +82,8 @@ class TrainConfig:
         check_real("adv_step", self.adv_step, low=0.0, high=1.0)
         check_int("adv_steps", self.adv_steps, low=1)
         check_choice("adv_method", self.adv_method, ADV_METHODS)
+        if not isinstance(self.mixed_precision, bool):
+            raise ValueError(f"mixed_precision: expected True or False, got {self.mixed_precision!r}")
         check_int("seed", self.seed, low=0)
 
     def replace(self, **changes) -> "TrainConfig":
@@ -156,27 +159,39 @@ def segmentation_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return total
 
 
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on CUDA when `enabled`; a no-op elsewhere, so CPU runs stay float32 and
+    reproducible bit for bit. bfloat16 keeps float32's range: no gradient scaler is needed."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(enabled) and device.type == "cuda")
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, images, batch_size: int = 16, device="auto") -> np.ndarray:
-    """Binary predictions (sigmoid > 0.5) of `model` for images (N, H, W) in [0, 1]: bool (N, H, W)."""
+def predict(model: torch.nn.Module, images, batch_size: int = 16, device="auto", *,
+            mixed_precision: bool = False) -> np.ndarray:
+    """Binary predictions (sigmoid > 0.5) of `model` for images (N, H, W) in [0, 1]: bool (N, H, W).
+
+    `mixed_precision` runs the forward pass in bfloat16 on CUDA (ignored on the CPU)."""
     device = resolve_device(device)
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))
     if x.ndim == 3:
         x = x[:, None]
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i:i + batch_size].to(device)).cpu() > 0 for i in range(0, len(x), batch_size)])
+    with autocast(device, mixed_precision):
+        out = torch.cat([model(x[i:i + batch_size].to(device)).cpu() > 0 for i in range(0, len(x), batch_size)])
     model.train(was_training)
     return out[:, 0].numpy()
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data, batch_size: int = 16, device="auto") -> dict[str, float]:
+def evaluate(model: torch.nn.Module, data, batch_size: int = 16, device="auto", *,
+             mixed_precision: bool = False) -> dict[str, float]:
     """Mean per-image IoU and Dice (threshold 0.5 on the sigmoid) of `model` on `data`."""
     from .metrics import segmentation_scores
 
     x, y = _as_tensors(data)
-    scores = segmentation_scores(predict(model, x, batch_size, device), y[:, 0].numpy() > 0.5)
+    scores = segmentation_scores(predict(model, x, batch_size, device, mixed_precision=mixed_precision),
+                                 y[:, 0].numpy() > 0.5)
     return {"iou": float(scores["iou"].mean()), "dice": float(scores["dice"].mean())}
 
 
@@ -197,7 +212,10 @@ def _defended_loss(model, x, y, config: TrainConfig, generator: torch.Generator)
             attack = PGD(model, config.adv_eps, step_size=config.adv_step, steps=config.adv_steps, seed=seed)
         else:  # FGSM from a random start (Wong et al. 2020): one step of 1.25 eps
             attack = PGD(model, config.adv_eps, step_size=1.25 * config.adv_eps, steps=1, seed=seed)
-        other = attack(x, y)
+        # The attack's input gradients stay float32 under mixed precision: bfloat16 would quantize
+        # the signs and steps that define the perturbation.
+        with torch.autocast(x.device.type, enabled=False):
+            other = attack(x, y)
     return 0.5 * (clean + segmentation_loss(model, other, y, config.loss))
 
 
@@ -249,7 +267,7 @@ def fit(model: torch.nn.Module, train_data, val_data, config: TrainConfig = Trai
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
     device = resolve_device(device)
     x_train, y_train = _as_tensors(train_data)
-    _as_tensors(val_data)
+    val_data = _as_tensors(val_data)  # converted once, not every epoch
     torch.manual_seed(config.seed)
     model.to(device)
     optimizer = _optimizer(model, config)
@@ -287,13 +305,14 @@ def fit(model: torch.nn.Module, train_data, val_data, config: TrainConfig = Trai
             if config.augment:
                 xb, yb = _augment(xb, yb, generator)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            loss = _defended_loss(model, xb, yb, config, generator)
+            with autocast(device, config.mixed_precision):
+                loss = _defended_loss(model, xb, yb, config, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
         scheduler.step()
-        scores = evaluate(model, val_data, device=device)
+        scores = evaluate(model, val_data, device=device, mixed_precision=config.mixed_precision)
         seconds = time.perf_counter() - start
         elapsed += seconds
         history.append({"epoch": epoch + 1, "train_loss": total / n, "val_iou": scores["iou"],

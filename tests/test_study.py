@@ -6,7 +6,7 @@ import papermill
 import pytest
 import yaml
 
-from fmlib import study
+from fmlib import cli, study
 
 
 def test_resolve_validates_every_parameter():
@@ -108,19 +108,19 @@ def test_failing_notebook_names_cell_and_error_and_keeps_previous_output(mini_st
 
 def test_cli_rejects_a_bad_parameter_before_running(mini_study, capsys):
     root = mini_study("pass")
-    assert study.main(["run", "--profile", "smoke", "--root", str(root), "--set", "seed=-1"]) == 1
+    assert cli.main(["run", "--profile", "smoke", "--root", str(root), "--set", "seed=-1"]) == 1
     assert "seed" in capsys.readouterr().err
     assert not (root / "book" / "notebooks").exists()
-    assert study.main(["run", "--profile", "smoke", "--root", str(root), "--only", "99_nothing"]) == 1
+    assert cli.main(["run", "--profile", "smoke", "--root", str(root), "--only", "99_nothing"]) == 1
     assert "only" in capsys.readouterr().err
 
 
 def test_list_and_clean(mini_study, capsys):
     root = mini_study("pass")
-    assert study.main(["list", "--profile", "smoke", "--root", str(root)]) == 0
+    assert cli.main(["list", "--profile", "smoke", "--root", str(root)]) == 0
     assert "to run" in capsys.readouterr().out
     (root / "_build").mkdir()
-    assert study.main(["clean", "--root", str(root)]) == 0
+    assert cli.main(["clean", "--root", str(root)]) == 0
     assert not (root / "_build").exists()
 
 

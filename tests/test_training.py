@@ -84,3 +84,29 @@ def test_paper_preset_and_bad_config():
         TrainConfig(defense="magic")
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=0)
+
+
+def test_mixed_precision_is_a_no_op_on_the_cpu(tiny):
+    weights = []
+    for amp in (False, True):
+        torch.manual_seed(0)
+        model = create_model("sim_unet")
+        fit(model, tiny, tiny, TrainConfig(epochs=1, batch_size=2, mixed_precision=amp), device="cpu", progress=False)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(*weights)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainConfig(mixed_precision="yes")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mixed_precision_on_cuda_trains_in_bfloat16_and_attacks_in_float32(tiny):
+    model = create_model("sim_unet").cuda()
+    dtypes = []
+    hook = model.register_forward_hook(lambda m, i, o: dtypes.append((torch.is_autocast_enabled("cuda"), o.dtype)))
+    torch.manual_seed(0)
+    result = fit(model, tiny, tiny, TrainConfig(epochs=2, batch_size=2, mixed_precision=True, defense="adversarial",
+                                                adv_method="pgd", adv_steps=2), device="cuda", progress=False)
+    hook.remove()
+    assert (True, torch.bfloat16) in dtypes            # training forward passes under autocast
+    assert (False, torch.float32) in dtypes            # the attack's passes in float32
+    assert result.best_val_iou > 0.0

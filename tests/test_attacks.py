@@ -16,8 +16,9 @@ def trained():
     test = make_dataset("nuclei", 6, 64, seed=50)
     torch.manual_seed(0)
     result = fit(create_model("sim_unet"), train, train, TrainConfig(epochs=25, batch_size=4, lr=3e-3), progress=False)
-    x = torch.from_numpy(test.images[:, None])
-    y = torch.from_numpy(test.masks[:, None].astype(np.float32))
+    device = next(result.model.parameters()).device  # fit puts the model on the "auto" device
+    x = torch.from_numpy(test.images[:, None]).to(device)
+    y = torch.from_numpy(test.masks[:, None].astype(np.float32)).to(device)
     return result.model, x, y
 
 
@@ -55,7 +56,9 @@ def test_pgd_beats_fgsm_and_random_noise(trained):
 
 def test_damage_grows_with_eps_and_stronger_losses_are_not_weaker(trained):
     model, x, y = trained
-    table = evaluate_attack(model, x[:, 0], y[:, 0], "pgd", eps_list=[1 / 255, 4 / 255, 16 / 255])
+    # evaluate_attack takes numpy images (N, H, W), as the study's tables do
+    table = evaluate_attack(model, x[:, 0].cpu().numpy(), y[:, 0].cpu().numpy(), "pgd",
+                            eps_list=[1 / 255, 4 / 255, 16 / 255])
     by_eps = table.groupby("eps").iou.mean().to_numpy()
     assert all(np.diff(by_eps) <= 1e-6)
     assert set(table.columns) >= {"image", "eps", "iou", "dice", "robustness", "clean_iou"}

@@ -8,7 +8,51 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .study import NOTEBOOKS, PROFILE_NAMES, StudyError, clean, find_root, plan, run
+from .assay import NORMALIZATIONS, OUTPUTS
+from .study import NOTEBOOKS, PROFILE_NAMES, STRUCTURE_NAMES, StudyError, clean, find_root, plan, run
+
+ASSAY_NOTEBOOK = "09_assess_your_model"
+
+
+def assess_report(args) -> Path:
+    """Execute the assay notebook for ``fmrobust assess`` and write ``report.html`` beside it."""
+    import nbformat
+    import papermill
+    from nbconvert import HTMLExporter
+
+    root = Path(args.root).resolve() if args.root else find_root()
+    for flag, value in (("--model", args.model), ("--weights", args.weights)):
+        if value and not Path(value).is_file():
+            raise FileNotFoundError(f"{flag}: no such file {value}")
+    if args.weights and not args.factory:
+        raise ValueError("--weights: a state dict needs --factory to build the model it belongs to")
+    source = root / "notebooks" / f"{ASSAY_NOTEBOOK}.ipynb"
+    if not source.exists():
+        raise StudyError(f"assess: {source} is missing; run from the fmrobust repository or pass --root")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    executed = out / f"{ASSAY_NOTEBOOK}.ipynb"
+    parameters = {"profile": args.profile, "structure": args.structure, "name": args.name,
+                  "model_path": str(Path(args.model).resolve()) if args.model else "",
+                  "factory": args.factory or "", "weights": str(Path(args.weights).resolve()) if args.weights else "",
+                  "output": args.output, "in_channels": args.in_channels, "normalization": args.normalization,
+                  "reference_root": str(root)}
+    try:
+        papermill.execute_notebook(str(source), str(executed), parameters=parameters, cwd=str(root),
+                                   kernel_name="python3", progress_bar=True)
+    except papermill.PapermillExecutionError as err:
+        raise StudyError(f"assess: cell {err.exec_count} failed: {err.ename}: {err.evalue} "
+                         f"(the executed notebook is in {executed})") from None
+    exporter = HTMLExporter()
+    exporter.exclude_input = True  # a report: tables, figures and text, not code
+    notebook = nbformat.read(executed, as_version=4)
+    for cell in notebook.cells:  # progress bars and warnings belong to the run, not to the report
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
+    html, _ = exporter.from_notebook_node(notebook)
+    report = out / "report.html"
+    report.write_text(html, encoding="utf-8")
+    return report
 
 
 def _parse_set(items: Sequence[str]) -> dict:
@@ -37,6 +81,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_list = sub.add_parser("list", help="list the notebooks and whether each is up to date")
     p_list.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
     p_list.add_argument("--root")
+    p_assess = sub.add_parser(
+        "assess", help="assess your own model: the study's corruptions and attacks, ranked among the reference models",
+        description="Run your model through the study's assay (notebook 09_assess_your_model) and write the executed "
+                    "notebook and a standalone HTML report to --out. WARNING: a TorchScript file or a --factory "
+                    "import path runs its author's code; assess only models you trust. --weights state dicts are "
+                    "loaded with torch.load(weights_only=True).")
+    source = p_assess.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="TorchScript file of the model")
+    source.add_argument("--factory", help="'package.module:function' returning the model (with --weights)")
+    p_assess.add_argument("--weights", help="state-dict file for --factory")
+    p_assess.add_argument("--structure", required=True, choices=STRUCTURE_NAMES)
+    p_assess.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
+    p_assess.add_argument("--out", required=True, help="folder for the executed notebook and report.html")
+    p_assess.add_argument("--output", default="logits", choices=OUTPUTS, help="what the model returns")
+    p_assess.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels it expects")
+    p_assess.add_argument("--normalization", default="none", choices=NORMALIZATIONS,
+                          help="input normalization it expects")
+    p_assess.add_argument("--name", default="your_model", help="the model's name in the report")
+    p_assess.add_argument("--root", help="study folder with notebooks/ and results/<profile>/ (default: found "
+                                         "from the current directory)")
     p_clean = sub.add_parser("clean", help="remove the book build, the cache and failed notebooks")
     p_clean.add_argument("--profile", choices=PROFILE_NAMES)
     p_clean.add_argument("--results", action="store_true",
@@ -51,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 entry = manifest["notebooks"][name]
                 wall = entry.get("wall_time_s")
                 print(f"{name:32s} {entry['status']:9s} {'' if wall is None else f'{wall:8.1f} s'}")
+        elif args.command == "assess":
+            report = assess_report(args)
+            print(f"report: {report}")
         elif args.command == "list":
             root = Path(args.root).resolve() if args.root else find_root()
             for step in plan(args.profile, root):
@@ -58,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "clean":
             for path in clean(args.profile, root=args.root, results=args.results):
                 print(f"removed {path}")
-    except (StudyError, ValueError) as err:
+    except (StudyError, ValueError, FileNotFoundError) as err:
         print(f"fmrobust: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -126,3 +126,26 @@ def test_recommendations_page_renders_with_its_glued_verdicts(built_book, tmp_pa
     text = re.sub(r"<[^>]+>", "", dom)
     assert "Recommendations" in text
     assert all(verdict in text for verdict in verdicts)
+
+
+def test_assess_cli_reports_a_torchscript_model_among_the_references(built_book, tmp_path):
+    """`fmrobust assess` on a small U-Net exported with TorchScript, against the smoke study's models."""
+    import torch
+
+    from fmlib import cli
+    from fmlib.models import create_model
+
+    site, _ = built_book
+    torch.manual_seed(0)
+    path = tmp_path / "lab_unet.pt"
+    torch.jit.trace(create_model("sim_unet").eval(), torch.rand(1, 1, 64, 64)).save(str(path))
+    out = tmp_path / "report"
+    assert cli.main(["assess", "--model", str(path), "--structure", "nuclei", "--profile", "smoke", "--out", str(out),
+                     "--name", "lab_unet", "--root", str(site)]) == 0
+    html = (out / "report.html").read_text()
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert re.search(r"lab_unet ranks \d+ of 3 for corruption robustness", text)
+    assert "clean IoU" in text and "corruption robustness" in text and "<img" in html
+    assert "Traceback" not in text and "assay of lab_unet" not in text  # no progress bars or errors
+    assert cli.main(["assess", "--model", str(tmp_path / "nope.pt"), "--structure", "nuclei", "--profile", "smoke",
+                     "--out", str(out), "--root", str(site)]) == 1

@@ -139,3 +139,12 @@ def test_a_change_upstream_re_executes_the_notebooks_downstream(tmp_path, monkey
     # The second notebook does not declare `seed`, but reads what the first one writes.
     assert [again["notebooks"][n]["status"] for n in names] == ["executed", "executed"]
     assert [s["up_to_date"] for s in study.plan("smoke", tmp_path, {"seed": 5})] == [True, True]
+
+
+def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
+    nb = nbformat.read(root / "notebooks" / "09_assess_your_model.ipynb", as_version=4)
+    assert "google.colab" in nb.cells[1].source
+    params = papermill.inspect_notebook(str(root / "notebooks" / "09_assess_your_model.ipynb"))
+    assert {"model_path", "factory", "weights", "structure", "profile", "output", "in_channels"} <= set(params)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert "09_assess_your_model" not in study.NOTEBOOKS  # a tool, not a step of the study

@@ -1,0 +1,93 @@
+import sys
+
+import pytest
+import torch
+
+from fmlib import assay
+from fmlib.models import create_model
+
+# A light assay: two corruptions, one attack at one budget (the study's smoke test set otherwise).
+LIGHT = dict(corruptions=["defocus", "photon_noise"], attacks=["fgsm"], eps_255=[8])
+
+
+class ThreeChannel(torch.nn.Module):
+    """A model that insists on three input channels and returns two softmax logits."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        if x.shape[1] != 3:
+            raise RuntimeError(f"expected 3 channels, got {x.shape[1]}")
+        logit = self.inner(x[:, :1])
+        return torch.cat([-logit / 2, logit / 2], dim=1)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    return create_model("sim_unet").eval()
+
+
+def test_adapters_recover_the_foreground_logits(unet):
+    x = torch.rand(2, 1, 64, 64)
+    expected = unet(x)
+    adapted = assay.Adapter(ThreeChannel(unet), output="softmax2", in_channels=3)
+    torch.testing.assert_close(adapted(x), expected)
+    probabilities = assay.Adapter(torch.nn.Sequential(unet, torch.nn.Sigmoid()), output="probabilities")
+    torch.testing.assert_close(probabilities(x), expected, atol=1e-3, rtol=1e-3)
+    scaled = assay.Adapter(unet, normalization=(0.5, 0.25))
+    torch.testing.assert_close(scaled(x), unet((x - 0.5) / 0.25))
+    with pytest.raises(ValueError, match="output"):
+        assay.Adapter(unet, output="sigmoid")
+    with pytest.raises(ValueError, match="in_channels"):
+        assay.Adapter(unet, in_channels=2)
+    with pytest.raises(ValueError, match="std"):
+        assay.Adapter(unet, normalization=(0.5, 0.0))
+
+
+def test_a_wrong_output_shape_states_the_contract(unet):
+    with pytest.raises(ValueError, match=r"failed on a \(2, 1, 64, 64\) batch.*3 channels.*must map float images"):
+        assay.check_contract(ThreeChannel(unet), 64)
+    two = assay.Adapter(ThreeChannel(unet), in_channels=3)  # softmax2 output not declared
+    with pytest.raises(ValueError, match=r"returned shape \(2, 2, 64, 64\).*must map float images"):
+        assay.check_contract(two, 64)
+    with pytest.raises(ValueError, match="must map float images"):
+        assay.assess(ThreeChannel(unet), "nuclei", "smoke", progress=False, **LIGHT)
+
+
+def test_loading_errors_name_the_file_or_import_path(tmp_path, unet, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        assay.load_model(tmp_path / "missing.pt")
+    torch.save(unet.state_dict(), tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match="not a TorchScript file.*factory"):
+        assay.load_model(tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match="no_such_package"):
+        assay.load_model(factory="no_such_package.models:make")
+    with pytest.raises(ValueError, match="package.module:function"):
+        assay.load_model(factory="just_a_name")
+    (tmp_path / "lab_models.py").write_text("from fmlib.models import create_model\n\n"
+                                            "def make():\n    return create_model('sim_unet')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    loaded = assay.load_model(factory="lab_models:make", weights=tmp_path / "weights.pt")
+    x = torch.rand(1, 1, 64, 64)
+    torch.testing.assert_close(loaded.eval()(x), unet(x))
+    with pytest.raises(ValueError, match="has no function 'build'"):
+        assay.load_model(factory="lab_models:build")
+    sys.modules.pop("lab_models", None)
+
+
+def test_torchscript_model_gets_the_study_tables(tmp_path, unet):
+    path = tmp_path / "unet.pt"
+    torch.jit.trace(unet, torch.rand(1, 1, 64, 64)).save(str(path))  # script() cannot compile Segmenter
+    result = assay.assess(assay.load_model(path), "nuclei", "smoke", name="mine", progress=False, **LIGHT)
+    n_test, n_attacked = 4, 2  # the smoke profile's test and attacked images
+    assert len(result.clean) == n_test and set(result.clean.columns) >= {"image", "iou", "dice"}
+    assert len(result.corruption) == n_test * 2 * 5 and set(result.corruption.corruption) == {"defocus", "photon_noise"}
+    assert len(result.adversarial) == n_attacked * 2 and set(result.adversarial.attack) == {"fgsm", "noise"}
+    row = result.summary.iloc[0]
+    assert row.model == "mine" and 0 <= row.clean_iou <= 1 and row.corruption_robustness >= 0
+    failures = assay.worst_failures(result, 2)
+    shown = assay.images_of(result, next(failures.itertuples()))
+    assert shown["corrupted"].shape == shown["prediction"].shape == (64, 64)

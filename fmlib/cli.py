@@ -78,6 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                        help="override a parameter (JSON value), e.g. --set seed=1 image_size=128")
     p_run.add_argument("--root", help="study folder (default: found from the current directory)")
+    p_run.add_argument("--executor", default="serial", choices=("serial", "dask"),
+                       help="where the training grid runs: in the training notebook (serial) or on a Dask cluster")
+    p_run.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786 (default with "
+                                           "--executor dask: a local cluster, one worker per core)")
+    p_run.add_argument("--workers", type=int, help="workers of the local Dask cluster (default: one per core)")
+    p_run.add_argument("--threads-per-job", type=int,
+                       help="torch threads of each training job (default: all for serial, 1 for dask); the same "
+                            "value gives the same results whichever executor ran the jobs")
     p_list = sub.add_parser("list", help="list the notebooks and whether each is up to date")
     p_list.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
     p_list.add_argument("--root")
@@ -109,8 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
+            if args.scheduler and args.executor != "dask":
+                raise ValueError("--scheduler: needs --executor dask")
             manifest = run(args.profile, root=args.root, only=args.only, force=args.force,
-                           overrides=_parse_set(args.set))
+                           overrides=_parse_set(args.set), executor=args.executor, scheduler=args.scheduler,
+                           n_workers=args.workers, threads_per_job=args.threads_per_job)
             for name in args.only or NOTEBOOKS:
                 entry = manifest["notebooks"][name]
                 wall = entry.get("wall_time_s")

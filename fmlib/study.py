@@ -389,14 +389,22 @@ def _load_manifest(path: Path) -> dict:
 
 
 def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | None = None, force: bool = False,
-        overrides: dict | None = None, progress: bool = True) -> dict:
+        overrides: dict | None = None, progress: bool = True, executor: str = "serial",
+        scheduler: str | None = None, n_workers: int | None = None, threads_per_job: int | None = None) -> dict:
     """Execute the study's notebooks at `profile`; returns the manifest.
 
     Parameters are validated before anything runs. A notebook that is up to date (same key) is
     skipped unless `force`. Each notebook executes into a temporary file that replaces the executed
     notebook only on success, so a failure leaves every executed notebook intact; the failed copy
     is kept in ``results/<profile>/failed/`` for inspection.
+
+    With ``executor="dask"`` the training grid runs first on a Dask cluster (`fmlib.executors`:
+    `scheduler` address, or a local cluster of `n_workers`); the training notebook then finds every
+    model in the cache. The default ``"serial"`` trains inside the training notebook.
     """
+    from .executors import EXECUTORS, ExecutorError, run_grid
+
+    check_choice("executor", executor, EXECUTORS)
     import nbformat
     import papermill
     from tqdm.auto import tqdm
@@ -414,6 +422,17 @@ def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | N
     os.environ["FMROBUST_ROOT"] = str(root)  # the kernel inherits it: notebooks find results/ and data/
     bar = tqdm(steps, desc=f"study ({profile})", unit="notebook", disable=not progress)
     try:
+        manifest["executor"] = {"name": executor}
+        if executor != "serial" and any(s["name"] == "03_training" and (force or not s["up_to_date"]) for s in steps):
+            start = time.perf_counter()
+            try:
+                report = run_grid(resolve(profile, **(overrides or {})), executor=executor, scheduler=scheduler,
+                                  n_workers=n_workers, threads_per_job=threads_per_job, progress=progress)
+            except ExecutorError as err:
+                raise StudyError(str(err)) from None
+            manifest["executor"].update(scheduler=scheduler, n_workers=n_workers, threads_per_job=threads_per_job,
+                                        jobs=len(report), trained=int((report.status == "trained").sum()),
+                                        grid_wall_time_s=round(time.perf_counter() - start, 2))
         for step in bar:
             name = step["name"]
             bar.set_postfix_str(name)

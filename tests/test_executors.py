@@ -1,0 +1,84 @@
+import os
+import signal
+import time
+
+import pytest
+import torch
+
+from fmlib import executors, grid, study
+from fmlib.training import load_trained
+
+# The smoke grid on nuclei: two models x three regimes.
+CFG = study.resolve("smoke", structures=["nuclei"])
+
+
+def _tables(cfg, cache) -> dict[str, str]:
+    """Per job: the CSV of its per-image test scores, computed from the cached checkpoint."""
+    test = grid.test_set(cfg, "nuclei")
+    return {executors.job_key(job): grid.test_scores(load_trained(job.model, job.data, job.config, width=job.width,
+                                                                  cache=cache).model, test).to_csv(index=False)
+            for job in grid.training_jobs(cfg)}
+
+
+def _weights(cfg, cache) -> dict[str, torch.Tensor]:
+    return {executors.job_key(job): torch.cat([p.flatten() for p in load_trained(
+        job.model, job.data, job.config, width=job.width, cache=cache).model.state_dict().values()])
+        for job in grid.training_jobs(cfg)}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("serial")
+    report = executors.run_grid(CFG, executor="serial", threads_per_job=1, cache=cache, progress=False)
+    assert set(report.status) == {"trained"} and len(report) == 6
+    return cache
+
+
+def test_a_local_dask_cluster_gives_the_serial_results_byte_for_byte(serial, tmp_path):
+    report = executors.run_grid(CFG, executor="dask", n_workers=2, cache=tmp_path, progress=False)
+    assert set(report.status) == {"trained"} and report.worker_pid.nunique() == 2  # both workers took jobs
+    assert _tables(CFG, tmp_path) == _tables(CFG, serial)
+    for key, weights in _weights(CFG, tmp_path).items():
+        assert torch.equal(weights, _weights(CFG, serial)[key])
+    again = executors.run_grid(CFG, executor="dask", n_workers=2, cache=tmp_path, progress=False)
+    assert set(again.status) == {"cached"}  # a finished job is never re-run
+
+
+def test_a_killed_worker_does_not_change_the_results(serial, tmp_path):
+    client = executors.connect(n_workers=2)
+    killed = []
+
+    def kill_one_worker(row):
+        if not killed:  # after the first job, kill a worker process outright (its jobs are rescheduled)
+            pid = next(p for p in client.run(os.getpid).values() if p != row["worker_pid"])
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    try:
+        report = executors.run_grid(CFG, executor="dask", cache=tmp_path, client=client, on_result=kill_one_worker,
+                                    progress=False)
+    finally:
+        client.cluster.close() if client.cluster else None
+        client.close()
+    assert killed and len(report) == 6
+    assert _tables(CFG, tmp_path) == _tables(CFG, serial)
+
+
+def test_a_wrong_scheduler_address_fails_fast_and_clearly():
+    start = time.perf_counter()
+    with pytest.raises(executors.ExecutorError, match="no Dask scheduler answered at 'tcp://127.0.0.1:9'"):
+        executors.run_grid(CFG, executor="dask", scheduler="tcp://127.0.0.1:9", cache="/tmp/unused", progress=False)
+    assert time.perf_counter() - start < executors.CONNECT_TIMEOUT_S + 5
+    with pytest.raises(ValueError, match="executor"):
+        executors.run_grid(CFG, executor="ray")
+
+
+def test_the_runner_fails_clearly_on_a_wrong_scheduler(tmp_path, capsys, monkeypatch):
+    from fmlib import cli
+
+    monkeypatch.setattr(study, "plan", lambda *a, **k: [{"name": "03_training", "up_to_date": False}])
+    assert cli.main(["run", "--profile", "smoke", "--root", str(tmp_path), "--executor", "dask", "--scheduler",
+                     "tcp://127.0.0.1:9"]) == 1
+    assert "no Dask scheduler answered" in capsys.readouterr().err
+    assert cli.main(["run", "--profile", "smoke", "--scheduler", "tcp://127.0.0.1:9"]) == 1
+    assert "--scheduler: needs --executor dask" in capsys.readouterr().err

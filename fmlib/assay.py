@@ -146,9 +146,9 @@ def load_model(path: str | Path | None = None, *, factory: str | None = None, we
         try:
             return torch.jit.load(str(path), map_location=device)
         except RuntimeError as err:
-            raise ValueError(f"path: {path} is not a TorchScript file ({err.__class__.__name__}); export one with "
-                             "torch.jit.trace(model, example).save(path), or pass factory= and weights= for a state dict"
-                             ) from err
+            raise ValueError(f"path: {path} is not a TorchScript file ({err.__class__.__name__}); export one "
+                             "with torch.jit.trace(model, example).save(path), or pass factory= and weights= for a "
+                             "state dict") from err
     module_name, sep, function = factory.partition(":")
     if not sep or not module_name or not function:
         raise ValueError(f"factory: expected 'package.module:function', got {factory!r}")

@@ -69,7 +69,9 @@ def _parse_set(items: Sequence[str]) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fmrobust", description="Benchmark of the robustness of segmentation networks on fluorescence microscopy images.")
+    parser = argparse.ArgumentParser(
+        prog="fmrobust", description="Benchmark of the robustness of segmentation networks on fluorescence "
+                                     "microscopy images.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="execute the study's notebooks with papermill")
     p_run.add_argument("--profile", default="standard", choices=PROFILE_NAMES)

@@ -130,7 +130,8 @@ PARAMETERS: dict[str, Parameter] = {
     "corruptions": Parameter(_corruptions, "Corruptions to apply (names from fmlib.corruptions)."),
     "n_images_quality": Parameter(_positive_int, "Images per structure for the image-quality table."),
     "models": Parameter(_models, "Architectures to train (names from fmlib.models)."),
-    "widths": Parameter(_widths, "Channel width multiplier per model (1.0 = the paper's size; others default to 1.0)."),
+    "widths": Parameter(_widths,
+                        "Channel width multiplier per model (1.0 = the paper's size; others default to 1.0)."),
     "regimes": Parameter(_regimes, "Training regimes: standard, noise (augmentation), adversarial."),
     "n_train": Parameter(_positive_int, "Training images per structure."),
     "n_val": Parameter(_positive_int, "Validation images per structure (checkpoint selection)."),
@@ -138,15 +139,18 @@ PARAMETERS: dict[str, Parameter] = {
     "epochs": Parameter(_positive_int, "Training epochs."),
     "batch_size": Parameter(_positive_int, "Training batch size."),
     "optimizer": Parameter(lambda n, v: check_choice(n, v, ("adamw", "sgd")),
-                           "adamw (cosine schedule) or sgd (the paper's: momentum 0.9, lr halved every 100 epochs)."),
+                           "adamw (cosine schedule) or sgd (the paper's: momentum 0.9, lr halved every 100 "
+                           "epochs)."),
     "lr": Parameter(_positive_real, "Learning rate."),
     "loss": Parameter(lambda n, v: check_choice(n, v, ("bce", "bce+dice")),
                       "Training loss: bce (the paper's) or bce+dice (robust to thin, sparse foreground)."),
-    "mixed_precision": Parameter(_boolean, "bfloat16 autocast for training and evaluation on CUDA (attacks keep float32 gradients); no effect on a CPU."),
+    "mixed_precision": Parameter(_boolean, "bfloat16 autocast for training and evaluation on CUDA (attacks keep "
+                                           "float32 gradients); no effect on a CPU."),
     "defense_structures": Parameter(_structures, "Structures on which the defended regimes (noise, adversarial) "
                                     "are trained; the standard regime is trained on every structure."),
     "adv_method": Parameter(lambda n, v: check_choice(n, v, ("pgd", "fgsm_rs")),
-                            "Adversarial training attack: pgd (the paper's) or fgsm_rs (fast, FGSM from a random start)."),
+                            "Adversarial training attack: pgd (the paper's) or fgsm_rs (fast, FGSM from a random "
+                            "start)."),
     "adv_steps": Parameter(_positive_int, "PGD iterations of adversarial training."),
     "n_examples": Parameter(_positive_int, "Example predictions shown per structure."),
     "attacks": Parameter(_attacks, "Attacks to run (names from fmlib.attacks.ATTACKS)."),
@@ -156,7 +160,8 @@ PARAMETERS: dict[str, Parameter] = {
     "reference_model": Parameter(lambda n, v: check_choice(n, v, ALL_MODELS),
                                  "Reference model of the corruption errors (CE, rCE)."),
     "n_boot": Parameter(_positive_int, "Bootstrap resamples of every confidence interval."),
-    "real_epochs": Parameter(_positive_int, "Epochs of the model trained on real images (the sim-to-real reference)."),
+    "real_epochs": Parameter(_positive_int,
+                             "Epochs of the model trained on real images (the sim-to-real reference)."),
     "defense_attack": Parameter(lambda n, v: check_choice(n, v, ("fgsm", "ifgsm", "pgd", "segpgd", "cospgd")),
                                 "The attack that measures the adversarial robustness of defended models."),
 }
@@ -168,33 +173,39 @@ ALL_MODELS = list_models()
 STANDARD_WIDTHS = {"unet": 0.25, "unet3": 0.5, "sim_unet": 1.0, "fcn": 0.25, "segnet": 0.25, "deeplabv3plus": 0.25,
                    "pspnet": 0.25, "icnet": 0.5, "segformer": 0.5, "vit_dpt": 0.5}
 
+_ALL_STRUCTURES = ["nuclei", "mitochondria", "er"]
+_ALL_REGIMES = ["standard", "noise", "adversarial"]
+_ALL_ATTACKS = ["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"]
+_PAPER_EPS_255 = [1, 2, 4, 8, 16, 32]
+
 PROFILES: dict[str, dict[str, object]] = {
-    "smoke": dict(seed=0, image_size=64, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
-                  n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
-                  corruptions=ALL_CORRUPTIONS, n_images_quality=2,
-                  models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.25},
-                  regimes=["standard", "noise", "adversarial"], n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4,
-                  optimizer="adamw", lr=3e-3, loss="bce+dice", mixed_precision=False, defense_structures=["nuclei", "mitochondria", "er"], adv_method="fgsm_rs", adv_steps=1, n_examples=2,
-                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=2, attack_steps=3,
-                  reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3),
-    "standard": dict(seed=0, image_size=128, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
-                     n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
-                     corruptions=ALL_CORRUPTIONS, n_images_quality=8,
-                     models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=["standard", "noise", "adversarial"],
-                     n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3,
-                     loss="bce+dice", mixed_precision=False, defense_structures=["nuclei"],
-                     adv_method="fgsm_rs", adv_steps=1, n_examples=3,
-                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=16, attack_steps=10,
-                  reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
-    "paper": dict(seed=0, image_size=256, structures=["nuclei", "mitochondria", "er"], snr_levels=[8, 4, 2, 1],
-                  n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
-                  corruptions=ALL_CORRUPTIONS, n_images_quality=32,
-                  models=list(ALL_MODELS), widths={}, regimes=["standard", "noise", "adversarial"], n_train=800,
-                  n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce", mixed_precision=True,
-                  defense_structures=["nuclei", "mitochondria", "er"], adv_method="pgd",
-                  adv_steps=10, n_examples=4,
-                  attacks=["fgsm", "ifgsm", "pgd", "segpgd", "cospgd"], eps_255=[1, 2, 4, 8, 16, 32], n_attack_images=100, attack_steps=10,
-                  reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
+    "smoke": dict(
+        seed=0, image_size=64, structures=list(_ALL_STRUCTURES), snr_levels=[8, 4, 2, 1],
+        n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
+        corruptions=ALL_CORRUPTIONS, n_images_quality=2,
+        models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.25}, regimes=list(_ALL_REGIMES),
+        n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
+        mixed_precision=False, defense_structures=list(_ALL_STRUCTURES), adv_method="fgsm_rs", adv_steps=1,
+        n_examples=2, attacks=list(_ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,
+        reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3),
+    "standard": dict(
+        seed=0, image_size=128, structures=list(_ALL_STRUCTURES), snr_levels=[8, 4, 2, 1],
+        n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
+        corruptions=ALL_CORRUPTIONS, n_images_quality=8,
+        models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=list(_ALL_REGIMES),
+        n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3, loss="bce+dice",
+        mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
+        n_examples=3, attacks=list(_ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=16, attack_steps=10,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
+    "paper": dict(
+        seed=0, image_size=256, structures=list(_ALL_STRUCTURES), snr_levels=[8, 4, 2, 1],
+        n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
+        corruptions=ALL_CORRUPTIONS, n_images_quality=32,
+        models=list(ALL_MODELS), widths={}, regimes=list(_ALL_REGIMES),
+        n_train=800, n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce",
+        mixed_precision=True, defense_structures=list(_ALL_STRUCTURES), adv_method="pgd", adv_steps=10,
+        n_examples=4, attacks=list(_ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=100, attack_steps=10,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
 }
 
 

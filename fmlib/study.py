@@ -195,7 +195,7 @@ PROFILES: dict[str, dict[str, object]] = {
         models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=list(_ALL_REGIMES),
         n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
-        n_examples=3, attacks=list(_ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=16, attack_steps=10,
+        n_examples=3, attacks=list(_ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=8, attack_steps=10,
         reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30),
     "paper": dict(
         seed=0, image_size=256, structures=list(_ALL_STRUCTURES), snr_levels=[8, 4, 2, 1],

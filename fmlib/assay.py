@@ -180,6 +180,20 @@ class AssayResult:
     summary: "pandas.DataFrame"       # clean_iou, corruption_robustness, adversarial_robustness
     parameters: dict = field(default_factory=dict)
     model: torch.nn.Module | None = None  # the adapted model that was assessed
+    test: object = None                   # the synthesis Dataset it was assessed on
+
+
+def headline_attack(adversarial: "pandas.DataFrame") -> str:
+    """The attack that the robustness summaries quote: PGD where it was run (the paper's), else the
+    first attack of the table."""
+    return "pgd" if (adversarial.attack == "pgd").any() else adversarial.attack.iloc[0]
+
+
+def with_robustness(corruption: "pandas.DataFrame") -> "pandas.DataFrame":
+    """`corruption` with a ``robustness`` column: the paper's per-image corrupted/clean IoU ratio."""
+    from .metrics import SMOOTH
+
+    return corruption.assign(robustness=corruption.iou / corruption.clean_iou.clip(lower=SMOOTH))
 
 
 def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *, name: str = "your_model",
@@ -228,12 +242,13 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
 
     corruption = pd.concat(corruption, ignore_index=True).assign(**tags)
     adversarial = pd.concat(adversarial, ignore_index=True).assign(**tags)
-    attack = "pgd" if "pgd" in cfg.attacks else cfg.attacks[0]
-    summary = grid.robustness_summary(corruption, adversarial, attack=attack, by=("structure", "model"))
+    summary = grid.robustness_summary(corruption, adversarial, attack=headline_attack(adversarial),
+                                      by=("structure", "model"))
     parameters = {k: cfg[k] for k in ("profile", "seed", "image_size", "n_test", "n_attack_images", "attack_steps",
                                       "corruptions", "attacks", "eps_255")}
     parameters.update(output=output, in_channels=in_channels, normalization=normalization)
-    return AssayResult(name, structure, cfg.profile, clean, corruption, adversarial, summary, parameters, adapted)
+    return AssayResult(name, structure, cfg.profile, clean, corruption, adversarial, summary, parameters, adapted,
+                       test)
 
 
 def reference_tables(profile: str, structure: str, root: str | Path | None = None) -> dict[str, "pandas.DataFrame"]:
@@ -283,11 +298,10 @@ def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: i
     clean = pd.concat([reference["clean"], result.clean], ignore_index=True)
     corruption = pd.concat([reference["corruption"], result.corruption], ignore_index=True)
     adversarial = pd.concat([reference["adversarial"], result.adversarial], ignore_index=True)
-    attack = "pgd" if (adversarial.attack == "pgd").any() else adversarial.attack.iloc[0]
+    attack = headline_attack(adversarial)
     table = robustness_summary(corruption, adversarial, attack=attack, by=("model",))
-    corruption = corruption.assign(robustness=corruption.iou / corruption.clean_iou.clip(lower=1e-5))
     adv = adversarial[adversarial.attack == attack]
-    for label, frame, value in (("clean", clean, "iou"), ("corruption", corruption, "robustness"),
+    for label, frame, value in (("clean", clean, "iou"), ("corruption", with_robustness(corruption), "robustness"),
                                 ("adversarial", adv, "robustness")):
         ranks = bootstrap_ranks(frame, value, n_boot=n_boot, seed=seed)
         table = table.merge(ranks.rename(columns={c: f"{label}_{c}" for c in ranks.columns if c != "model"}),
@@ -307,11 +321,9 @@ def findings(result: AssayResult, comparison: "pandas.DataFrame", *, n_boot: int
     from .metrics import bootstrap_ci
 
     refs = comparison[~comparison.yours]
-    corruption = result.corruption.assign(r=result.corruption.iou / result.corruption.clean_iou.clip(lower=1e-5))
-    attack = "pgd" if (result.adversarial.attack == "pgd").any() else result.adversarial.attack.iloc[0]
-    adv = result.adversarial[result.adversarial.attack == attack]
+    adv = result.adversarial[result.adversarial.attack == headline_attack(result.adversarial)]
     per_image = {"clean_iou": result.clean.set_index("image").iou,
-                 "corruption_robustness": corruption.groupby("image").r.mean(),
+                 "corruption_robustness": with_robustness(result.corruption).groupby("image").robustness.mean(),
                  "adversarial_robustness": adv.groupby("image").robustness.mean()}
     advice = {
         "clean_iou": ("Your model segments clean images better than the median reference model.",
@@ -358,16 +370,13 @@ def demo_model(structure: str = "nuclei", profile: str = "smoke", *, seed: int =
 
 
 def images_of(result: AssayResult, case) -> dict[str, np.ndarray]:
-    """The clean and corrupted image, truth and prediction of one row of `worst_failures`."""
-    from . import grid
+    """The clean and corrupted image, truth and prediction of one row of `worst_failures`: the
+    corruption is drawn again exactly as `assess` drew it (same test set, seed and call)."""
     from .corruptions import corrupt
-    from .study import resolve
     from .training import predict
 
-    cfg = resolve(result.profile, **{k: v for k, v in result.parameters.items()
-                                     if k in ("seed", "image_size", "n_test")})
-    test = grid.test_set(cfg, result.structure)
-    corrupted = corrupt(test.images, case.corruption, int(case.severity), rng=cfg.seed, dataset=test)
+    test = result.test
+    corrupted = corrupt(test.images, case.corruption, int(case.severity), rng=result.parameters["seed"], dataset=test)
     i = int(case.image)
     return {"clean": test.images[i], "corrupted": corrupted[i], "truth": test.masks[i] > 0,
             "prediction": predict(result.model, corrupted[i:i + 1])[0]}

@@ -53,10 +53,23 @@ def job_key(job: "TrainingJob") -> str:
     return f"train-{job.model}-{job.structure}-{training_key(job.model, job.width, job.data, job.config)}"
 
 
-def _is_done(job: "TrainingJob", cache: str) -> bool:
+def _done_file(job: "TrainingJob", cache: str) -> Path:
     from .training import _folder
 
-    return (_folder(job.model, job.width, job.data, job.config, cache)[1] / "done.json").exists()
+    return _folder(job.model, job.width, job.data, job.config, cache)[1] / "done.json"
+
+
+def _row(job: "TrainingJob", status: str, best_val_iou: float, train_time_s: float, worker_pid: int | None) -> dict:
+    return {"job": job_key(job), "model": job.model, "structure": job.structure, "regime": job.regime,
+            "status": status, "best_val_iou": best_val_iou, "train_time_s": train_time_s, "worker_pid": worker_pid}
+
+
+def cached_row(job: "TrainingJob", cache: str) -> dict:
+    """The report row of a finished job, read from its ``done.json`` (the model is not loaded)."""
+    import json
+
+    done = json.loads(_done_file(job, cache).read_text())
+    return _row(job, "cached", done["best_val_iou"], done["train_time_s"], None)
 
 
 def train_job(job: "TrainingJob", cache: str, threads: int) -> dict:
@@ -66,16 +79,14 @@ def train_job(job: "TrainingJob", cache: str, threads: int) -> dict:
 
     from .training import train
 
-    status = "cached" if _is_done(job, cache) else "trained"
+    status = "cached" if _done_file(job, cache).exists() else "trained"
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         result = train(job.model, job.data, job.config, width=job.width, cache=cache, progress=False)
     finally:
         torch.set_num_threads(previous)
-    return {"job": job_key(job), "model": job.model, "structure": job.structure, "regime": job.regime,
-            "status": status, "best_val_iou": result.best_val_iou, "train_time_s": result.train_time_s,
-            "worker_pid": os.getpid()}
+    return _row(job, status, result.best_val_iou, result.train_time_s, os.getpid())
 
 
 def connect(scheduler: str | None = None, *, n_workers: int | None = None):
@@ -134,10 +145,9 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
     threads = check_int("threads_per_job", threads_per_job if threads_per_job is not None else (
         torch.get_num_threads() if executor == "serial" else 1), low=1)
     jobs = training_jobs(cfg)
-    rows, todo = [], []
-    for job in jobs:  # finished jobs are never sent anywhere
-        (todo if not _is_done(job, cache) else rows).append(job)
-    rows = [train_job(job, cache, threads) for job in rows]  # loads the cached checkpoint: cheap
+    finished = [_done_file(job, cache).exists() for job in jobs]
+    rows = [cached_row(job, cache) for job, done in zip(jobs, finished) if done]  # never sent anywhere
+    todo = [job for job, done in zip(jobs, finished) if not done]
     bar = tqdm(total=len(todo), desc=f"training grid ({executor})", unit="model", disable=not progress)
     start = time.perf_counter()
     try:

@@ -9,7 +9,7 @@ Everything the study is made of is declared here, in one place:
 
 ``fmrobust run --profile P`` executes each notebook with papermill into ``book/notebooks/``, injecting
 the profile's values of the parameters that the notebook declares. An executed notebook records a key
-(hash of its parameters, its source and the ``fmlib`` source) in its metadata; a notebook whose key is
+(hash of its parameters, its source and the ``fmlib`` modules it runs) in its metadata; a notebook whose key is
 unchanged is not executed again. ``results/<profile>/manifest.json`` records parameters, seeds,
 package versions, the git commit and the wall time of each notebook.
 """
@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -280,32 +281,118 @@ UNHASHED_MODULES = ("assay.py", "cli.py", "executors.py", "study.py")
 
 
 def source_hash() -> str:
-    """Hash of the ``fmlib`` source (every .py file but `UNHASHED_MODULES`, by relative path and content)."""
+    """Hash of the ``fmlib`` source (every .py file but `UNHASHED_MODULES`), recorded in the manifest."""
     package = Path(__file__).resolve().parent
+    return module_hash(sorted(str(p.relative_to(package)) for p in package.rglob("*.py")), package)
+
+
+def module_hash(modules: Sequence[str], package: Path | None = None) -> str:
+    """Hash of the ``fmlib`` modules `modules` (paths relative to the package, such as
+    ``"synthesis/optics.py"``), by path and content; `UNHASHED_MODULES` are left out."""
+    package = Path(package) if package is not None else Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        if str(path.relative_to(package)) in UNHASHED_MODULES:
-            continue
-        digest.update(str(path.relative_to(package)).encode())
-        digest.update(path.read_bytes())
+    for name in sorted(set(modules) - set(UNHASHED_MODULES)):
+        digest.update(name.encode())
+        digest.update((package / name).read_bytes())
     return digest.hexdigest()
 
 
+def _module_file(package: Path, dotted: Sequence[str]) -> str | None:
+    """``fmlib.a.b`` (as ``["a", "b"]``) as a path relative to `package`, or None if it is no module."""
+    base = package.joinpath(*dotted)
+    if base.with_suffix(".py").is_file():
+        return str(base.with_suffix(".py").relative_to(package))
+    if (base / "__init__.py").is_file():
+        return str((base / "__init__.py").relative_to(package))
+    return None
+
+
+def _imported_modules(tree, package: Path, current: Sequence[str] = ()) -> set[str]:
+    """The ``fmlib`` modules that the statements of `tree` import, anywhere (function-local imports
+    too), with the ``__init__.py`` of every package on the way. `current` is the dotted package of
+    the module `tree` comes from, for relative imports."""
+    import ast
+
+    targets: list[list[str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets += [alias.name.split(".")[1:] for alias in node.names if alias.name.split(".")[0] == "fmlib"]
+        elif isinstance(node, ast.ImportFrom):
+            module = (node.module or "").split(".")
+            if node.level:  # ``from .x import y`` in package `current`; each further dot goes one up
+                base = list(current)[: len(current) - (node.level - 1)] + [m for m in module if m]
+            elif module[0] == "fmlib":
+                base = module[1:]
+            else:
+                continue
+            targets.append(base)
+            # ``from fmlib import realdata`` imports a module; ``from fmlib.x import name`` an attribute.
+            targets += [base + [alias.name] for alias in node.names]
+    found = set()
+    for dotted in targets:
+        dotted = [part for part in dotted if part]
+        for depth in range(len(dotted) + 1):  # the packages on the way are imported too
+            name = _module_file(package, dotted[:depth])
+            if name is not None:
+                found.add(name)
+    return found
+
+
+def notebook_modules(notebook_path: Path, package: Path | None = None) -> list[str]:
+    """The ``fmlib`` modules a notebook's code runs: those its code cells import, and everything they
+    import in turn. `UNHASHED_MODULES` are neither listed nor followed."""
+    import ast
+
+    package = Path(package) if package is not None else Path(__file__).resolve().parent
+    nb = json.loads(Path(notebook_path).read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    # IPython magics and shell escapes are not Python.
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    pending = _imported_modules(ast.parse(code), package) - set(UNHASHED_MODULES)
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        current = name.split("/")[:-1]  # the package the module is in (for __init__.py: the package itself)
+        tree = ast.parse((package / name).read_text())
+        pending |= _imported_modules(tree, package, current) - seen - set(UNHASHED_MODULES)
+    return sorted(seen)
+
+
+_READ_TABLE = re.compile(r"""read_(?:csv|parquet|json|table)\([^)]*?["'](\d\d_\w+)\.""")
+
+
+def notebook_inputs(notebook_path: Path, notebooks: Sequence[str] | None = None) -> list[str]:
+    """The notebooks of the study whose results tables this notebook reads, in study order. Tables are
+    named by the number of the notebook that writes them: ``pd.read_csv(out / "04_corruption.csv")``
+    reads from ``04_corruption_robustness``."""
+    notebooks = NOTEBOOKS if notebooks is None else notebooks
+    nb = json.loads(Path(notebook_path).read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    tables = set(_READ_TABLE.findall(code))
+    own = Path(notebook_path).stem
+    numbers = {t.split("_")[0] for t in tables}
+    return [name for name in notebooks if name != own and name.split("_")[0] in numbers]
+
+
 def notebook_key(notebook_path: Path, parameters: dict, upstream: str = "") -> str:
-    """Cache key of one execution: parameters, notebook source, ``fmlib`` source, and `upstream`, the
-    key of the notebook before it (later notebooks read the tables earlier ones write, so a change
-    upstream re-executes everything downstream)."""
+    """Cache key of one execution: the parameter values, the notebook's source but its parameters cell
+    (papermill overrides every declared parameter), the ``fmlib`` modules it runs (`notebook_modules`),
+    and `upstream`, the keys of the notebooks whose tables it reads (`notebook_inputs`), so that a
+    change upstream re-executes what depends on it. Changing a module that a notebook does not run,
+    or a notebook whose tables it does not read, leaves it up to date."""
     digest = hashlib.sha256()
     digest.update(json.dumps(parameters, sort_keys=True).encode())
     digest.update(_notebook_source(notebook_path).encode())
-    digest.update(source_hash().encode())
+    digest.update(module_hash(notebook_modules(notebook_path)).encode())
     digest.update(upstream.encode())
     return digest.hexdigest()[:32]
 
 
 def _notebook_source(path: Path) -> str:
     nb = json.loads(Path(path).read_text())
-    return json.dumps([[c["cell_type"], "".join(c["source"])] for c in nb["cells"]])
+    return json.dumps([[c["cell_type"], "".join(c["source"])] for c in nb["cells"]
+                       if "parameters" not in c.get("metadata", {}).get("tags", [])])
 
 
 def declared_parameters(notebook_path: Path) -> list[str]:
@@ -364,14 +451,14 @@ def plan(profile: str, root: Path, overrides: dict | None = None, only: Sequence
     """What `run` would do: per notebook, its parameters, key and whether it is up to date."""
     cfg = resolve(profile, **(overrides or {}))
     names = NOTEBOOKS if not only else [check_choice("only", n, NOTEBOOKS) for n in only]
-    steps, upstream = [], ""
-    for name in NOTEBOOKS:  # keys chain through every notebook, run or not
-        if name not in names:
-            upstream = notebook_key(root / "notebooks" / f"{name}.ipynb", _declared_values(root, name, cfg), upstream)
-            continue
+    steps, keys = [], {}
+    for name in NOTEBOOKS:  # keys chain through the notebooks each one reads, run or not
         source = root / "notebooks" / f"{name}.ipynb"
         params = _declared_values(root, name, cfg)
-        key = upstream = notebook_key(source, params, upstream)
+        upstream = "".join(keys[n] for n in notebook_inputs(source) if n in keys)
+        key = keys[name] = notebook_key(source, params, upstream)
+        if name not in names:
+            continue
         target = _executed_path(root, name)
         steps.append({"name": name, "source": source, "target": target, "parameters": params, "key": key,
                       "up_to_date": executed_key(target) == key})

@@ -124,21 +124,78 @@ def test_list_and_clean(mini_study, capsys):
     assert not (root / "_build").exists()
 
 
-def test_a_change_upstream_re_executes_the_notebooks_downstream(tmp_path, monkeypatch):
-    names = ["01_first", "02_second"]
-    monkeypatch.setattr(study, "NOTEBOOKS", names)
+def _chain(tmp_path: Path, monkeypatch, bodies: dict[str, str]) -> None:
+    """A study of notebooks `bodies` (name -> code), each declaring `profile`; the first also `seed`."""
+    monkeypatch.setattr(study, "NOTEBOOKS", list(bodies))
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\n")
-    for name, declared in zip(names, ("profile = 'smoke'\nseed = 0", "profile = 'smoke'")):
+    for i, (name, body) in enumerate(bodies.items()):
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(declared, metadata={"tags": ["parameters"]})]
+        declared = "profile = 'smoke'\nseed = 0" if i == 0 else "profile = 'smoke'"
+        nb.cells = [nbformat.v4.new_code_cell(declared, metadata={"tags": ["parameters"]}),
+                    nbformat.v4.new_code_cell(body)]
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, tmp_path / "notebooks" / f"{name}.ipynb")
+
+
+def test_a_change_upstream_re_executes_only_the_notebooks_that_read_it(tmp_path, monkeypatch):
+    _chain(tmp_path, monkeypatch, {
+        "01_first": "open('01_first_table.csv', 'w').write(f'seed\\n{seed}\\n')",
+        "02_reader": "import pandas as pd\nassert len(pd.read_csv('01_first_table.csv')) == 1",
+        "03_other": "x = 1"})
+    assert study.notebook_inputs(tmp_path / "notebooks" / "02_reader.ipynb") == ["01_first"]
     study.run("smoke", root=tmp_path, progress=False)
     again = study.run("smoke", root=tmp_path, overrides={"seed": 5}, progress=False)
-    # The second notebook does not declare `seed`, but reads what the first one writes.
-    assert [again["notebooks"][n]["status"] for n in names] == ["executed", "executed"]
-    assert [s["up_to_date"] for s in study.plan("smoke", tmp_path, {"seed": 5})] == [True, True]
+    # Only the first notebook declares `seed`; the second reads its table, the third reads nothing.
+    assert [again["notebooks"][n]["status"] for n in study.NOTEBOOKS] == ["executed", "executed", "cached"]
+    assert all(s["up_to_date"] for s in study.plan("smoke", tmp_path, {"seed": 5}))
+
+
+def test_the_key_ignores_the_parameters_cell_whose_values_papermill_replaces(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("print(seed)")]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    key = study.notebook_key(path, {"seed": 1})
+    nb.cells[0].source = "seed = 7"
+    nbformat.write(nb, path)
+    assert study.notebook_key(path, {"seed": 1}) == key
+    nb.cells[1].source = "print(seed + 1)"
+    nbformat.write(nb, path)
+    assert study.notebook_key(path, {"seed": 1}) != key
+
+
+def test_notebook_modules_follow_imports_through_the_package(tmp_path):
+    package = tmp_path / "fmlib"
+    (package / "sub").mkdir(parents=True)
+    files = {"__init__.py": "", "a.py": "def f():\n    from .b import g\n    return g()\n", "b.py": "g = int\n",
+             "c.py": "y = 1\n", "unused.py": "", "study.py": "from .unused import x\n",
+             "sub/__init__.py": "", "sub/d.py": "from ..c import y\nfrom fmlib import study\n"}
+    for name, text in files.items():
+        (package / name).write_text(text)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%matplotlib inline\nfrom fmlib import a\nfrom fmlib.sub.d import y")]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    # study.py is not hashed, so what only it imports is not a dependency either.
+    assert study.notebook_modules(path, package) == ["__init__.py", "a.py", "b.py", "c.py", "sub/__init__.py",
+                                                     "sub/d.py"]
+    before = study.module_hash(study.notebook_modules(path, package), package)
+    (package / "unused.py").write_text("changed = True\n")
+    assert study.module_hash(study.notebook_modules(path, package), package) == before
+    (package / "b.py").write_text("g = float\n")
+    assert study.module_hash(study.notebook_modules(path, package), package) != before
+
+
+def test_the_real_notebooks_depend_on_the_modules_they_run(root):
+    modules = {name: study.notebook_modules(root / "notebooks" / f"{name}.ipynb") for name in study.NOTEBOOKS}
+    assert "realdata.py" in modules["07_real_images"] and "realdata.py" not in modules["04_corruption_robustness"]
+    assert "training.py" in modules["04_corruption_robustness"] and "models/unet.py" in modules["03_training"]
+    assert "recommendations.py" in modules["08_summary_recommendations"]
+    assert not set(modules["03_training"]) & set(study.UNHASHED_MODULES)
+    assert study.notebook_inputs(root / "notebooks" / "06_defenses.ipynb") == ["04_corruption_robustness",
+                                                                               "05_adversarial_robustness"]
 
 
 def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):

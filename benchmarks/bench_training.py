@@ -5,7 +5,8 @@ against a bare forward + backward + step loop on the same model and data, measur
 
 Each model runs in its own subprocess (so its peak resident memory is its own). Widths are those of
 the standard profile. Both loops run one warm-up epoch that is not timed; fit's epochs include its
-validation pass (one image here). Goal: fit's overhead at most 1.10x the bare loop.
+validation pass (one image here). The two loops alternate for `--rounds` rounds and the overhead is
+the ratio of their median epoch times. Goal: fit's overhead at most 1.10x the bare loop.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
 
 
-def measure(name: str, size: int, n_images: int, batch_size: int, epochs: int) -> dict:
+def measure(name: str, size: int, n_images: int, batch_size: int, epochs: int, rounds: int) -> dict:
     import torch
 
     from fmlib.models import count_parameters, create_model
@@ -32,28 +34,38 @@ def measure(name: str, size: int, n_images: int, batch_size: int, epochs: int) -
     x = torch.from_numpy(data.images[:, None])
     y = torch.from_numpy(data.masks[:, None].astype("float32"))
 
-    # Bare loop: the limit. Same model, optimizer, batches and loss (with auxiliary heads).
-    torch.manual_seed(0)
-    model = create_model(name, width=width)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    model.train()
-    seconds = []
-    for _ in range(epochs + 1):
-        start = time.perf_counter()
-        for i in range(0, n_images, batch_size):
-            loss = segmentation_loss(model, x[i:i + batch_size], y[i:i + batch_size])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    bare = sum(seconds[1:])  # the first epoch warms up both loops alike and is left out of both
+    def bare_epochs() -> list[float]:
+        """The limit: the same model, optimizer, batches and loss (with auxiliary heads), no fit."""
+        torch.manual_seed(0)
+        model = create_model(name, width=width)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        model.train()
+        seconds = []
+        for _ in range(epochs + 1):
+            start = time.perf_counter()
+            for i in range(0, n_images, batch_size):
+                loss = segmentation_loss(model, x[i:i + batch_size], y[i:i + batch_size])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            seconds.append(time.perf_counter() - start)
+        return seconds[1:]  # the first epoch warms up both loops alike and is left out of both
 
-    torch.manual_seed(0)
-    model = create_model(name, width=width)
-    result = fit(model, data, val, TrainConfig(epochs=epochs + 1, batch_size=batch_size), progress=False)
-    ours = float(result.history.seconds.iloc[1:].sum())  # per-epoch time includes fit's validation
-    return {"model": name, "width": width, "parameters_m": count_parameters(model) / 1e6,
-            "bare_img_s": epochs * n_images / bare, "fit_img_s": epochs * n_images / ours, "overhead": ours / bare,
+    def fit_epochs() -> list[float]:
+        torch.manual_seed(0)
+        result = fit(create_model(name, width=width), data, val, TrainConfig(epochs=epochs + 1, batch_size=batch_size),
+                     progress=False)
+        return result.history.seconds.iloc[1:].tolist()  # per-epoch time includes fit's validation
+
+    # Alternate the order round by round, so that drifting clock speed or memory state favours neither
+    # loop, and compare medians of epoch times: one slow epoch does not decide the ratio.
+    bare, ours = [], []
+    for r in range(rounds):
+        for run in ((bare_epochs, fit_epochs) if r % 2 == 0 else (fit_epochs, bare_epochs)):
+            (bare if run is bare_epochs else ours).extend(run())
+    bare_s, ours_s = statistics.median(bare), statistics.median(ours)
+    return {"model": name, "width": width, "parameters_m": count_parameters(create_model(name, width=width)) / 1e6,
+            "bare_img_s": n_images / bare_s, "fit_img_s": n_images / ours_s, "overhead": ours_s / bare_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -63,11 +75,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both loops")
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.size, args.images, args.batch_size, args.epochs)))
+        print(json.dumps(measure(args.one, args.size, args.images, args.batch_size, args.epochs, args.rounds)))
         return
     from fmlib.models import list_models
 
@@ -75,7 +88,8 @@ def main() -> None:
           f"{'peak MB':>9s}")
     for name in args.models or list_models():
         out = subprocess.run([sys.executable, __file__, "--one", name, "--size", str(args.size), "--images",
-                              str(args.images), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs)],
+                              str(args.images), "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
+                              "--rounds", str(args.rounds)],
                              capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{r['model']:15s}{r['width']:6.2f}{r['parameters_m']:10.2f}{r['bare_img_s']:12.1f}"

@@ -73,7 +73,13 @@ def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed)
                    _verdict(lo, hi), recommendation)
 
 
-def evaluate(models_summary, defenses, *, n_boot: int = 2000, seed: int = 0) -> list[Finding]:
+#: The real test images of the real-image notebook, and the real images that choose among models there.
+REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
+SELECTION_SOURCE = "bbbc007_train"
+
+
+def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=None, n_boot: int = 2000,
+             seed: int = 0) -> list[Finding]:
     """Evaluate every rule.
 
     Parameters
@@ -82,6 +88,13 @@ def evaluate(models_summary, defenses, *, n_boot: int = 2000, seed: int = 0) -> 
         Columns ``model``, ``family``, ``parameters``, ``clean_iou``, ``corruption_robustness``,
         ``adversarial_robustness``.
     defenses : DataFrame, one row per structure, model and regime (`fmlib.grid.robustness_summary`).
+    real_scores : DataFrame, optional
+        Per-tile IoU of the synthetic-trained models on real images (``07_real_scores.csv``: columns
+        ``method``, ``regime``, ``source``, ``tile``, ``iou``). Adds the rules on real images.
+    randomized_scores : DataFrame, optional
+        Per-tile IoU of one architecture against the domain-randomization strength
+        (``07_real_scores_randomized.csv``: ``strength``, ``source``, ``tile``, ``iou``; strength 0 is
+        the single acquisition). Adds the domain-randomization rule.
     """
     s = models_summary
     findings = [
@@ -124,4 +137,48 @@ def evaluate(models_summary, defenses, *, n_boot: int = 2000, seed: int = 0) -> 
                      "mean change of clean IoU against standard training", change("clean_iou", "adversarial"),
                      "Budget for a drop in clean accuracy when training adversarially.", n_boot, seed, positive=False),
     ]
+    if real_scores is not None:
+        findings += _real_image_rules(real_scores, n_boot, seed)
+    if randomized_scores is not None:
+        findings.append(_randomization_rule(randomized_scores, n_boot, seed))
     return findings
+
+
+def _real_image_rules(real_scores, n_boot: int, seed: int) -> list[Finding]:
+    """Do the defenses, trained on synthetic images only, help on real images? Per model, the mean
+    real IoU is the mean over the real test sources (so one large source does not dominate)."""
+    real = real_scores[real_scores.source.isin(REAL_TEST_SOURCES)]
+    per_model = real.groupby(["method", "regime", "source"]).iou.mean().groupby(["method", "regime"]).mean().unstack()
+
+    def change(regime):
+        if regime not in per_model or "standard" not in per_model:
+            return []
+        return (per_model[regime] - per_model["standard"]).to_numpy()
+
+    statistic = "mean change of real-image IoU against standard training, across models"
+    return [
+        _mean_change("noise_augmentation_real", "Noise augmentation of synthetic training images improves "
+                     "segmentation of real images.", statistic, change("noise"),
+                     "Add noise augmentation when a model trained on simulations will meet real images.", n_boot, seed),
+        _mean_change("adversarial_training_real", "Adversarial training on synthetic images improves segmentation "
+                     "of real images.", statistic, change("adversarial"),
+                     "Train adversarially when a model trained on simulations will meet real images.", n_boot, seed),
+    ]
+
+
+def _randomization_rule(randomized_scores, n_boot: int, seed: int) -> Finding:
+    """Domain randomization at the strength that does best on the selection images, against the
+    single acquisition (strength 0), tile by tile on the real test images."""
+    key, claim = "domain_randomization_real", ("Training on simulated acquisitions with randomized physics improves "
+                                               "segmentation of real images.")
+    statistic = "mean change of IoU per real test tile (best randomized strength - single acquisition)"
+    recommendation = ("Randomize the simulator's acquisition physics when training on synthetic images for real "
+                      "ones.")
+    scores = randomized_scores
+    selection = scores[(scores.source == SELECTION_SOURCE) & (scores.strength > 0)]
+    if selection.empty or not (scores.strength == 0).any():
+        return _mean_change(key, claim, statistic, [], recommendation, n_boot, seed)
+    chosen = selection.groupby("strength").iou.mean().idxmax()
+    paired = scores[scores.source.isin(REAL_TEST_SOURCES)].pivot_table(index=["source", "tile"], columns="strength",
+                                                                      values="iou")
+    return _mean_change(key, claim, statistic, (paired[chosen] - paired[0.0]).to_numpy(), recommendation, n_boot, seed)

@@ -1,0 +1,81 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fmlib import recommendations
+
+
+def _models(n=8, seed=0, slope=1.0):
+    rng = np.random.default_rng(seed)
+    corruption = rng.uniform(0.5, 0.9, n)
+    return pd.DataFrame({"model": [f"m{i}" for i in range(n)], "family": ["cnn"] * (n - 2) + ["transformer"] * 2,
+                         "parameters": rng.uniform(1e5, 1e7, n), "clean_iou": rng.uniform(0.7, 0.9, n),
+                         "corruption_robustness": corruption,
+                         "adversarial_robustness": slope * corruption + rng.normal(0, 0.01, n)})
+
+
+def _defenses(n=8, seed=0, noise_gain=0.05):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        base = rng.uniform(0.5, 0.8)
+        for regime, gain in (("standard", 0.0), ("noise", noise_gain), ("adversarial", -0.02)):
+            rows.append({"structure": "nuclei", "model": f"m{i}", "regime": regime,
+                         "clean_iou": 0.85 + gain / 10, "corruption_robustness": base + gain + rng.normal(0, 0.005),
+                         "adversarial_robustness": base + (0.1 if regime == "adversarial" else 0.0)})
+    return pd.DataFrame(rows)
+
+
+def _by_key(findings):
+    return {f.key: f for f in findings}
+
+
+def test_verdicts_follow_the_sign_of_the_confidence_interval():
+    found = _by_key(recommendations.evaluate(_models(slope=1.0), _defenses(noise_gain=0.05), n_boot=300))
+    assert found["corruption_vs_adversarial"].verdict == "supported"
+    assert found["noise_augmentation"].verdict == "supported"
+    assert found["adversarial_training"].verdict == "supported"
+    assert found["noise_augmentation"].estimate == pytest.approx(0.05, abs=0.01)
+    found = _by_key(recommendations.evaluate(_models(slope=-1.0), _defenses(noise_gain=-0.05), n_boot=300))
+    assert found["corruption_vs_adversarial"].verdict == "contradicted"
+    assert found["noise_augmentation"].verdict == "contradicted"
+    few = _by_key(recommendations.evaluate(_models(n=3), _defenses(n=3), n_boot=100))
+    assert few["corruption_vs_adversarial"].verdict == "not testable"
+    assert "real" not in " ".join(few)  # the real-image rules need the real-image tables
+
+
+def _real_scores(adversarial_gain):
+    rows = []
+    rng = np.random.default_rng(1)
+    for m in range(6):
+        for regime, gain in (("standard", 0.0), ("noise", 0.0), ("adversarial", adversarial_gain)):
+            for source, n in (("dsb2018", 4), ("bbbc007_test", 12), ("bbbc007_train", 8)):
+                for t in range(n):
+                    rows.append({"method": f"m{m}", "regime": regime, "source": source, "tile": f"{source}/{t}",
+                                 "iou": 0.6 + gain + rng.normal(0, 0.002)})
+    rows += [{"method": "otsu_watershed", "regime": "-", "source": "dsb2018", "tile": "dsb2018/0", "iou": 0.7}]
+    return pd.DataFrame(rows)
+
+
+def test_real_image_rules_compare_each_model_with_its_standard_training():
+    found = _by_key(recommendations.evaluate(_models(), _defenses(), real_scores=_real_scores(0.1), n_boot=300))
+    assert found["adversarial_training_real"].verdict == "supported"
+    assert found["adversarial_training_real"].estimate == pytest.approx(0.1, abs=0.005)
+    assert found["adversarial_training_real"].n == 6  # models, not tiles
+    assert found["noise_augmentation_real"].verdict == "inconclusive"
+
+
+def test_randomization_rule_uses_the_strength_chosen_on_the_selection_images():
+    rows = []
+    # Strength 1.0 is best on the test tiles but 0.5 on the selection images: the rule must take 0.5.
+    gains = {0.0: {"sel": 0.0, "test": 0.0}, 0.5: {"sel": 0.1, "test": 0.05}, 1.0: {"sel": 0.05, "test": 0.2}}
+    for strength, gain in gains.items():
+        for source in ("bbbc007_train", "dsb2018", "bbbc007_test", "synthetic_test"):
+            for t in range(10):
+                g = gain["sel"] if source == "bbbc007_train" else gain["test"]
+                rows.append({"method": "m", "strength": strength, "source": source, "tile": f"{source}/{t}",
+                             "iou": 0.6 + g + 0.001 * t})
+    found = _by_key(recommendations.evaluate(_models(), _defenses(), randomized_scores=pd.DataFrame(rows),
+                                             n_boot=300))
+    rule = found["domain_randomization_real"]
+    assert rule.verdict == "supported" and rule.estimate == pytest.approx(0.05) and rule.n == 20

@@ -188,7 +188,7 @@ PROFILES: dict[str, dict[str, object]] = {
         seed=0, image_size=64, structures=list(_ALL_STRUCTURES), snr_levels=[8, 4, 2, 1],
         n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
         corruptions=ALL_CORRUPTIONS, n_images_quality=2,
-        models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.25}, regimes=list(_ALL_REGIMES),
+        models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.5}, regimes=list(_ALL_REGIMES),
         n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=list(_ALL_STRUCTURES), adv_method="fgsm_rs", adv_steps=1,
         n_examples=2, attacks=list(_ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,

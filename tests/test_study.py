@@ -205,3 +205,13 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert {"model_path", "factory", "weights", "structure", "profile", "output", "in_channels"} <= set(params)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert "09_assess_your_model" not in study.NOTEBOOKS  # a tool, not a step of the study
+
+
+def test_the_smoke_models_are_two_different_networks():
+    # unet3 at width 0.25 has sim_unet's channels (16/32) and trains to the same bytes: a comparison
+    # of two identical models would test nothing.
+    from fmlib.models import count_parameters, create_model
+
+    cfg = study.resolve("smoke")
+    sizes = {name: count_parameters(create_model(name, width=cfg.widths.get(name, 1.0))) for name in cfg.models}
+    assert len(set(sizes.values())) == len(cfg.models), sizes

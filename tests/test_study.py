@@ -215,3 +215,11 @@ def test_the_smoke_models_are_two_different_networks():
     cfg = study.resolve("smoke")
     sizes = {name: count_parameters(create_model(name, width=cfg.widths.get(name, 1.0))) for name in cfg.models}
     assert len(set(sizes.values())) == len(cfg.models), sizes
+
+
+def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
+    # The committed book's numbers must come from this code: a change to a module, a notebook or a
+    # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.
+    stale = [s["name"] for s in study.plan("standard", root) if not s["up_to_date"]]
+    assert not stale, (f"book/notebooks/{stale[0]}.ipynb was executed with other code or parameters; run "
+                       f"`fmrobust run --profile standard` and commit book/notebooks/ and results/standard/")

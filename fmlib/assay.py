@@ -181,6 +181,7 @@ class AssayResult:
     parameters: dict = field(default_factory=dict)
     model: torch.nn.Module | None = None  # the adapted model that was assessed
     test: object = None                   # the synthesis Dataset it was assessed on
+    real: "pandas.DataFrame | None" = None  # nuclei only: source, tile, iou, dice on the real test images
 
 
 def headline_attack(adversarial: "pandas.DataFrame") -> str:
@@ -225,12 +226,16 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
     # (all budgets) and the random-sign noise baseline.
     steps = [("clean", "clean"), *(("corruption", c) for c in cfg.corruptions), *(("attack", a) for a in cfg.attacks),
              ("attack", "noise")]
-    corruption, adversarial = [], []
+    if structure == "nuclei":  # the real nuclei images of the real-image notebook, tiled the same way
+        steps.append(("real", "real images"))
+    corruption, adversarial, real = [], [], None
     with tqdm(steps, desc=f"assay of {name} ({structure}, {profile})", unit="step", disable=not progress) as bar:
         for kind, step in bar:
             bar.set_postfix_str(step)
             if kind == "clean":
                 clean = grid.test_scores(adapted, test).assign(**tags)
+            elif kind == "real":
+                real = real_scores(adapted, cfg.image_size).assign(**tags)
             elif kind == "corruption":
                 corruption.append(grid.corruption_table(Config({**cfg, "corruptions": [step]}), adapted, test))
             elif step == "noise":  # the random-sign baseline, as grid.attack_table runs it
@@ -248,12 +253,33 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
                                       "corruptions", "attacks", "eps_255")}
     parameters.update(output=output, in_channels=in_channels, normalization=normalization)
     return AssayResult(name, structure, cfg.profile, clean, corruption, adversarial, summary, parameters, adapted,
-                       test)
+                       test, real)
+
+
+def real_scores(model: torch.nn.Module, tile: int) -> "pandas.DataFrame":
+    """Per-tile IoU and Dice of `model` on the real nuclei test images (`fmlib.realdata.nuclei_tiles`,
+    the sources of `fmlib.recommendations.REAL_TEST_SOURCES`), as the real-image notebook scores them."""
+    import pandas as pd
+
+    from .metrics import segmentation_scores
+    from .realdata import nuclei_tiles
+    from .recommendations import REAL_TEST_SOURCES
+    from .training import predict
+
+    tiles = nuclei_tiles(tile)
+    rows = []
+    for source in REAL_TEST_SOURCES:
+        images, masks, names = tiles[source]
+        s = segmentation_scores(predict(model, images), masks > 0)
+        rows.append(pd.DataFrame({"source": source, "tile": names, "iou": s["iou"], "dice": s["dice"]}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def reference_tables(profile: str, structure: str, root: str | Path | None = None) -> dict[str, "pandas.DataFrame"]:
     """The study's tables of the reference models (standard training) for `structure`: ``clean``,
-    ``corruption`` and ``adversarial``, read from ``results/<profile>/`` of the study at `root`."""
+    ``corruption`` and ``adversarial``, read from ``results/<profile>/`` of the study at `root`; for
+    nuclei also ``real`` (their per-tile scores on the real test images), when the real-image notebook
+    has written it."""
     import pandas as pd
 
     from .study import find_root
@@ -275,6 +301,14 @@ def reference_tables(profile: str, structure: str, root: str | Path | None = Non
             raise ValueError(f"reference: {path} has no {structure!r} rows; expected one of "
                              f"{sorted(pd.read_csv(path).structure.unique())}")
         tables[key] = table.reset_index(drop=True)
+    real = folder / "07_real_scores.csv"
+    if structure == "nuclei" and real.exists():
+        from .recommendations import REAL_TEST_SOURCES
+
+        table = pd.read_csv(real)
+        models = set(tables["clean"].model)
+        table = table[(table.regime == "standard") & table.method.isin(models) & table.source.isin(REAL_TEST_SOURCES)]
+        tables["real"] = table.rename(columns={"method": "model"}).reset_index(drop=True)
     return tables
 
 
@@ -287,8 +321,9 @@ def _check_aligned(result: AssayResult, reference: dict) -> None:
 
 def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: int = 0) -> "pandas.DataFrame":
     """Your model among the reference models: clean IoU, corruption robustness and adversarial
-    robustness (the attack of `result.summary`), each with its rank (1 = best) and a 95 % bootstrap
-    interval of the rank (test images resampled jointly for all models)."""
+    robustness (the attack of `result.summary`), and for nuclei the IoU on the real test images, each
+    with its rank (1 = best) and a 95 % bootstrap interval of the rank (test images or real tiles
+    resampled jointly for all models)."""
     import pandas as pd
 
     from .grid import robustness_summary
@@ -306,14 +341,20 @@ def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: i
         ranks = bootstrap_ranks(frame, value, n_boot=n_boot, seed=seed)
         table = table.merge(ranks.rename(columns={c: f"{label}_{c}" for c in ranks.columns if c != "model"}),
                             on="model")
+    if result.real is not None and "real" in reference:
+        real = pd.concat([reference["real"], result.real], ignore_index=True)  # tile names start with the source
+        ranks = bootstrap_ranks(real, "iou", unit="tile", n_boot=n_boot, seed=seed)
+        table = table.merge(ranks.rename(columns={"mean": "real_iou", **{c: f"real_{c}" for c in ranks.columns
+                                                                           if c not in ("model", "mean")}}),
+                            on="model", how="left")
     table.insert(1, "yours", table.model == result.name)
     return table.sort_values("corruption_robustness", ascending=False).reset_index(drop=True)
 
 
 def findings(result: AssayResult, comparison: "pandas.DataFrame", *, n_boot: int = 2000,
              seed: int = 0) -> "pandas.DataFrame":
-    """The book's recommendations applied to your model: for clean accuracy, corruption robustness and
-    adversarial robustness, your model's mean with a 95 % bootstrap interval over test images against
+    """The book's recommendations applied to your model: for clean accuracy, corruption robustness,
+    adversarial robustness and (nuclei) real-image IoU, your model's mean with a 95 % bootstrap interval over test images against
     the median reference model. Verdict: *above* or *below* the median (the interval excludes it) or
     *comparable*; each with what to do about it."""
     import pandas as pd
@@ -336,7 +377,14 @@ def findings(result: AssayResult, comparison: "pandas.DataFrame", *, n_boot: int
         "adversarial_robustness": ("Your model resists attacks better than the median reference model.",
                                    "Your model is more vulnerable to attacks than the median reference: use "
                                    "adversarial training if inputs may be manipulated."),
+        "real_iou": ("Your model segments the real nuclei images better than the median reference model (all "
+                     "trained on synthetic images only).",
+                     "Your model segments the real nuclei images worse than the median reference model: the study "
+                     "finds that training on randomized acquisitions (fmlib.domain) and adversarial training both "
+                     "help on real images."),
     }
+    if result.real is not None and "real_iou" in comparison:
+        per_image["real_iou"] = result.real.iou
     rows = []
     for metric, values in per_image.items():
         est, lo, hi = bootstrap_ci(values.to_numpy(), n_boot=n_boot, seed=seed)

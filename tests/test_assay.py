@@ -91,3 +91,24 @@ def test_torchscript_model_gets_the_study_tables(tmp_path, unet):
     failures = assay.worst_failures(result, 2)
     shown = assay.images_of(result, next(failures.itertuples()))
     assert shown["corrupted"].shape == shown["prediction"].shape == (64, 64)
+
+
+def test_a_nuclei_model_is_also_ranked_on_the_real_images(tmp_path, unet):
+    import pandas as pd
+
+    from fmlib import realdata
+
+    result = assay.assess(unet, "nuclei", "smoke", name="mine", progress=False, **LIGHT)
+    tiles = realdata.nuclei_tiles(64)
+    assert list(result.real.source.unique()) == ["dsb2018", "bbbc007_test"]
+    assert len(result.real) == len(tiles["dsb2018"][0]) + len(tiles["bbbc007_test"][0])
+    # A reference built from the assay itself: two copies of the model must tie on the real images.
+    reference = {"clean": result.clean.assign(model="copy"), "corruption": result.corruption.assign(model="copy"),
+                 "adversarial": result.adversarial.assign(model="copy"), "real": result.real.assign(model="copy")}
+    table = assay.compare(result, reference, n_boot=50)
+    assert set(table.real_iou.round(6)) == {round(float(result.real.iou.mean()), 6)}
+    advice = assay.findings(result, table, n_boot=50)
+    assert "real_iou" in set(advice.metric)
+    assert assay.assess(unet, "er", "smoke", progress=False, **LIGHT).real is None
+    assert pd.isna(assay.compare(result, {k: v for k, v in reference.items() if k != "real"}, n_boot=20)
+                   .get("real_iou", pd.Series([float("nan")]))).all()

@@ -354,8 +354,8 @@ def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: i
 def findings(result: AssayResult, comparison: "pandas.DataFrame", *, n_boot: int = 2000,
              seed: int = 0) -> "pandas.DataFrame":
     """The book's recommendations applied to your model: for clean accuracy, corruption robustness,
-    adversarial robustness and (nuclei) real-image IoU, your model's mean with a 95 % bootstrap interval over test images against
-    the median reference model. Verdict: *above* or *below* the median (the interval excludes it) or
+    adversarial robustness and (nuclei) real-image IoU, your model's mean with a 95 % bootstrap
+    interval over test images (or real tiles) against the median reference model. Verdict: *above* or *below* the median (the interval excludes it) or
     *comparable*; each with what to do about it."""
     import pandas as pd
 

@@ -73,6 +73,14 @@ def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed)
                    _verdict(lo, hi), recommendation)
 
 
+def _against_standard(table, regime: str):
+    """Per row of `table` (one column per training regime), `regime` minus standard training; empty
+    where either regime was not run."""
+    if regime not in table or "standard" not in table:
+        return []
+    return (table[regime] - table["standard"]).to_numpy()
+
+
 #: The real test images of the real-image notebook, and the real images that choose among models there.
 REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
 SELECTION_SOURCE = "bbbc007_train"
@@ -119,9 +127,7 @@ def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=No
                                  values=["clean_iou", "corruption_robustness", "adversarial_robustness"])
 
     def change(metric, regime):
-        if (metric, regime) not in pivot or (metric, "standard") not in pivot:
-            return []
-        return (pivot[(metric, regime)] - pivot[(metric, "standard")]).to_numpy()
+        return _against_standard(pivot[metric], regime) if metric in pivot else []
 
     findings += [
         _mean_change("noise_augmentation", "Noise augmentation improves robustness to corruptions.",
@@ -151,9 +157,7 @@ def _real_image_rules(real_scores, n_boot: int, seed: int) -> list[Finding]:
     per_model = real.groupby(["method", "regime", "source"]).iou.mean().groupby(["method", "regime"]).mean().unstack()
 
     def change(regime):
-        if regime not in per_model or "standard" not in per_model:
-            return []
-        return (per_model[regime] - per_model["standard"]).to_numpy()
+        return _against_standard(per_model, regime)
 
     statistic = "mean change of real-image IoU against standard training, across models"
     return [

@@ -290,7 +290,7 @@ UNHASHED_MODULES = ("assay.py", "cli.py", "executors.py", "study.py")
 def source_hash() -> str:
     """Hash of the ``fmlib`` source (every .py file but `UNHASHED_MODULES`), recorded in the manifest."""
     package = Path(__file__).resolve().parent
-    return module_hash(sorted(str(p.relative_to(package)) for p in package.rglob("*.py")), package)
+    return module_hash([str(p.relative_to(package)) for p in package.rglob("*.py")], package)
 
 
 def module_hash(modules: Sequence[str], package: Path | None = None) -> str:
@@ -351,10 +351,8 @@ def notebook_modules(notebook_path: Path, package: Path | None = None) -> list[s
     import ast
 
     package = Path(package) if package is not None else Path(__file__).resolve().parent
-    nb = json.loads(Path(notebook_path).read_text())
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     # IPython magics and shell escapes are not Python.
-    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    code = "\n".join(line for line in _code(notebook_path).splitlines() if not line.lstrip().startswith(("%", "!")))
     pending = _imported_modules(ast.parse(code), package) - set(UNHASHED_MODULES)
     seen: set[str] = set()
     while pending:
@@ -366,6 +364,12 @@ def notebook_modules(notebook_path: Path, package: Path | None = None) -> list[s
     return sorted(seen)
 
 
+def _code(notebook_path: Path) -> str:
+    """The source of a notebook's code cells, one after the other."""
+    nb = json.loads(Path(notebook_path).read_text())
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+
+
 _READ_TABLE = re.compile(r"""read_(?:csv|parquet|json|table)\([^)]*?["'](\d\d_\w+)\.""")
 
 
@@ -374,9 +378,7 @@ def notebook_inputs(notebook_path: Path, notebooks: Sequence[str] | None = None)
     named by the number of the notebook that writes them: ``pd.read_csv(out / "04_corruption.csv")``
     reads from ``04_corruption_robustness``."""
     notebooks = NOTEBOOKS if notebooks is None else notebooks
-    nb = json.loads(Path(notebook_path).read_text())
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    tables = set(_READ_TABLE.findall(code))
+    tables = set(_READ_TABLE.findall(_code(notebook_path)))
     own = Path(notebook_path).stem
     numbers = {t.split("_")[0] for t in tables}
     return [name for name in notebooks if name != own and name.split("_")[0] in numbers]

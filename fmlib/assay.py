@@ -192,9 +192,9 @@ def headline_attack(adversarial: "pandas.DataFrame") -> str:
 
 def with_robustness(corruption: "pandas.DataFrame") -> "pandas.DataFrame":
     """`corruption` with a ``robustness`` column: the paper's per-image corrupted/clean IoU ratio."""
-    from .metrics import SMOOTH
+    from .metrics import robustness_ratio
 
-    return corruption.assign(robustness=corruption.iou / corruption.clean_iou.clip(lower=SMOOTH))
+    return corruption.assign(robustness=robustness_ratio(corruption.iou, corruption.clean_iou))
 
 
 def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *, name: str = "your_model",
@@ -209,7 +209,6 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
     from tqdm.auto import tqdm
 
     from . import grid
-    from .attacks import evaluate_attack
     from .study import STRUCTURE_NAMES, Config, resolve
     from .training import resolve_device
 
@@ -238,10 +237,8 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
                 real = real_scores(adapted, cfg.image_size).assign(**tags)
             elif kind == "corruption":
                 corruption.append(grid.corruption_table(Config({**cfg, "corruptions": [step]}), adapted, test))
-            elif step == "noise":  # the random-sign baseline, as grid.attack_table runs it
-                n = cfg.n_attack_images
-                adversarial.append(evaluate_attack(adapted, test.images[:n], test.masks[:n], "noise",
-                                                   [e / 255 for e in cfg.eps_255], seed=cfg.seed))
+            elif step == "noise":  # the random-sign baseline
+                adversarial.append(grid.attack_table(cfg, adapted, test, attacks=[], noise_baseline=True))
             else:
                 adversarial.append(grid.attack_table(cfg, adapted, test, attacks=[step], noise_baseline=False))
 
@@ -261,18 +258,13 @@ def real_scores(model: torch.nn.Module, tile: int) -> "pandas.DataFrame":
     the sources of `fmlib.recommendations.REAL_TEST_SOURCES`), as the real-image notebook scores them."""
     import pandas as pd
 
-    from .metrics import segmentation_scores
+    from .grid import test_scores
     from .realdata import nuclei_tiles
     from .recommendations import REAL_TEST_SOURCES
-    from .training import predict
 
     tiles = nuclei_tiles(tile)
-    rows = []
-    for source in REAL_TEST_SOURCES:
-        images, masks, names = tiles[source]
-        s = segmentation_scores(predict(model, images), masks > 0)
-        rows.append(pd.DataFrame({"source": source, "tile": names, "iou": s["iou"], "dice": s["dice"]}))
-    return pd.concat(rows, ignore_index=True)
+    return pd.concat([test_scores(model, tiles[source])[["tile", "iou", "dice"]].assign(source=source)
+                      for source in REAL_TEST_SOURCES], ignore_index=True)[["source", "tile", "iou", "dice"]]
 
 
 def reference_tables(profile: str, structure: str, root: str | Path | None = None) -> dict[str, "pandas.DataFrame"]:
@@ -285,7 +277,7 @@ def reference_tables(profile: str, structure: str, root: str | Path | None = Non
     from .study import find_root
 
     folder = (Path(root) if root is not None else find_root()) / "results" / profile
-    files = {"clean": "03_training_test_scores.csv", "corruption": "04_corruption.csv",
+    files = {"clean": "03_training_test_scores.csv", "corruption": "04_corruption.csv.gz",
              "adversarial": "05_adversarial.csv"}
     tables = {}
     for key, file in files.items():

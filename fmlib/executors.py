@@ -1,21 +1,25 @@
-"""Where the grid's training jobs run: in this process (the default) or on a Dask cluster.
+"""Where the grid's jobs run: in this process (the default) or on a Dask cluster.
 
-At the paper's scale (ten models x three structures x three regimes, hundreds of epochs) training is
-almost all of the study's cost, and every run is independent. `run_grid` sends the runs of
-`fmlib.grid.training_jobs` to an executor:
+At the paper's scale (ten models x three structures x three regimes, hundreds of epochs) training and
+the attacks on the trained models are almost all of the study's cost, and the jobs are independent:
+the runs of `fmlib.grid.training_jobs`, then the evaluations of `fmlib.grid.evaluation_jobs` (clean
+scores, corruptions, attacks), each of which needs its model's checkpoint. `run_grid` sends them to
+an executor:
 
-- ``"serial"``: one after the other in this process;
+- ``"serial"``: one after the other in this process, every training before the evaluations;
 - ``"dask"``: to an existing Dask distributed scheduler (``scheduler="tcp://host:8786"``; a
   ``dask-jobqueue`` SLURM/PBS cluster or a Kubernetes Dask cluster plug in through their scheduler
   address), or to a ``distributed.LocalCluster`` started here with one single-threaded worker per
-  core.
+  core. An evaluation is submitted with its training as a dependency, so it starts as soon as its
+  model is trained.
 
-Jobs are idempotent and named by their training cache key (`fmlib.training.training_key`): a
-finished job is never re-run (its checkpoint is in the cache), a job that a worker loses is re-run
-(Dask reschedules it; an interrupted training resumes from its last epoch). Workers write to one
-checkpoint cache, which must be a folder they all see (``$FMROBUST_CACHE`` on a shared file system
-for a multi-machine cluster). The notebooks then find every model in the cache: executing them stays
-papermill's job, whatever computed the grid.
+Jobs are idempotent and named by their cache keys (`fmlib.training.training_key`,
+`fmlib.grid.evaluation_key`): a finished job is never re-run (its checkpoint or table is in the
+cache), a job that a worker loses is re-run (Dask reschedules it; an interrupted training resumes
+from its last epoch; a table is written under a temporary name and renamed, so no half table is
+ever read). Workers write to one cache, which must be a folder they all see (``$FMROBUST_CACHE`` on
+a shared file system for a multi-machine cluster). The notebooks then read every model and every
+evaluation from the cache: executing them stays papermill's job, whatever computed the grid.
 
 Results do not depend on the executor, provided each job runs with the same number of torch threads
 (`threads_per_job`): float sums are reduced in an order that depends on the thread count, so the
@@ -35,7 +39,7 @@ from ._checks import check_choice, check_int
 if TYPE_CHECKING:  # annotations only
     import pandas
 
-    from .grid import TrainingJob
+    from .grid import EvaluationJob, TrainingJob
 
 EXECUTORS = ("serial", "dask")
 #: Seconds to wait for a scheduler before reporting that none answers.
@@ -46,47 +50,78 @@ class ExecutorError(RuntimeError):
     """The executor could not run the grid (no scheduler at the address, a job failed, ...)."""
 
 
-def job_key(job: "TrainingJob") -> str:
-    """The Dask task name of `job`: its training cache key, so the same job has the same name everywhere."""
+def job_key(job: "TrainingJob | EvaluationJob") -> str:
+    """The Dask task name of `job`: its cache key, so the same job has the same name everywhere."""
+    from .grid import EvaluationJob, evaluation_key
     from .training import training_key
 
+    if isinstance(job, EvaluationJob):
+        return f"{job.label}-{evaluation_key(job)}"
     return f"train-{job.model}-{job.structure}-{training_key(job.model, job.width, job.data, job.config)}"
 
 
-def _done_file(job: "TrainingJob", cache: str) -> Path:
+def _done_file(job: "TrainingJob | EvaluationJob", cache: str) -> Path:
+    """The file whose presence says that `job` finished: a checkpoint's ``done.json``, an evaluation's table."""
+    from .grid import EvaluationJob, evaluation_path
     from .training import _folder
 
+    if isinstance(job, EvaluationJob):
+        return evaluation_path(job, cache)
     return _folder(job.model, job.width, job.data, job.config, cache)[1] / "done.json"
 
 
-def _row(job: "TrainingJob", status: str, best_val_iou: float, train_time_s: float, worker_pid: int | None) -> dict:
-    return {"job": job_key(job), "model": job.model, "structure": job.structure, "regime": job.regime,
-            "status": status, "best_val_iou": best_val_iou, "train_time_s": train_time_s, "worker_pid": worker_pid}
+def _row(job: "TrainingJob | EvaluationJob", status: str, worker_pid: int | None, best_val_iou: float = float("nan"),
+         train_time_s: float = float("nan")) -> dict:
+    from .grid import EvaluationJob
+
+    kind, training = (job.kind, job.training) if isinstance(job, EvaluationJob) else ("train", job)
+    return {"job": job_key(job), "kind": kind, "model": training.model, "structure": training.structure,
+            "regime": training.regime, "status": status, "best_val_iou": best_val_iou, "train_time_s": train_time_s,
+            "worker_pid": worker_pid}
 
 
-def cached_row(job: "TrainingJob", cache: str) -> dict:
-    """The report row of a finished job, read from its ``done.json`` (the model is not loaded)."""
+def cached_row(job: "TrainingJob | EvaluationJob", cache: str) -> dict:
+    """The report row of a finished job, read from its ``done.json`` (nothing is loaded)."""
     import json
 
+    from .grid import EvaluationJob
+
+    if isinstance(job, EvaluationJob):
+        return _row(job, "cached", None)
     done = json.loads(_done_file(job, cache).read_text())
-    return _row(job, "cached", done["best_val_iou"], done["train_time_s"], None)
+    return _row(job, "cached", None, done["best_val_iou"], done["train_time_s"])
+
+
+def _with_threads(threads: int, work: Callable):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return work()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def train_job(job: "TrainingJob", cache: str, threads: int) -> dict:
     """Run one training job with `threads` torch threads (idempotent: a finished job is loaded from
     the cache, an interrupted one resumes). Returns a row of the grid's report."""
-    import torch
-
     from .training import train
 
     status = "cached" if _done_file(job, cache).exists() else "trained"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        result = train(job.model, job.data, job.config, width=job.width, cache=cache, progress=False)
-    finally:
-        torch.set_num_threads(previous)
-    return _row(job, status, result.best_val_iou, result.train_time_s, os.getpid())
+    result = _with_threads(threads, lambda: train(job.model, job.data, job.config, width=job.width, cache=cache,
+                                                  progress=False))
+    return _row(job, status, os.getpid(), result.best_val_iou, result.train_time_s)
+
+
+def evaluate_job(job: "EvaluationJob", cache: str, threads: int, *after) -> dict:
+    """Run one evaluation with `threads` torch threads (idempotent: a cached table is not recomputed).
+    `after` are the results of the jobs it waits for (its training), unused."""
+    from .grid import evaluate
+
+    status = "cached" if _done_file(job, cache).exists() else "evaluated"
+    _with_threads(threads, lambda: evaluate(job, cache=cache))
+    return _row(job, status, os.getpid())
 
 
 def connect(scheduler: str | None = None, *, n_workers: int | None = None):
@@ -113,8 +148,10 @@ def connect(scheduler: str | None = None, *, n_workers: int | None = None):
 
 def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_workers: int | None = None,
              threads_per_job: int | None = None, cache: str | Path | None = None, client=None,
-             on_result: Callable[[dict], None] | None = None, progress: bool = True) -> "pandas.DataFrame":
-    """Train every job of the study configuration `cfg` that is not cached yet; one report row per job.
+             evaluations: bool = True, on_result: Callable[[dict], None] | None = None,
+             progress: bool = True) -> "pandas.DataFrame":
+    """Train every model of the study configuration `cfg`, then run every evaluation, skipping what
+    is cached; one report row per job (``kind`` is ``"train"`` or the evaluation's kind).
 
     Parameters
     ----------
@@ -127,9 +164,11 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
         Torch threads of each job: default all of this process's for ``"serial"``, one for
         ``"dask"`` (one job per core). Identical results need the same value (module docstring).
     cache : path, optional
-        The checkpoint cache (default `fmlib.training.cache_dir`); every worker must see it.
+        The checkpoint and evaluation cache (default `fmlib.training.cache_dir`); every worker must see it.
     client : distributed.Client, optional
         Use this client instead of connecting (then `scheduler` and `n_workers` are ignored).
+    evaluations : bool
+        Also run the evaluations of `fmlib.grid.evaluation_jobs` (default); else train only.
     on_result : callable, optional
         Called with each report row as its job finishes.
     """
@@ -137,23 +176,28 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
     import torch
     from tqdm.auto import tqdm
 
-    from .grid import training_jobs
+    from .grid import evaluation_jobs, training_jobs
     from .training import cache_dir
 
     check_choice("executor", executor, EXECUTORS)
     cache = str(Path(cache if cache is not None else cache_dir()).resolve())
     threads = check_int("threads_per_job", threads_per_job if threads_per_job is not None else (
         torch.get_num_threads() if executor == "serial" else 1), low=1)
-    jobs = training_jobs(cfg)
+    jobs = [*training_jobs(cfg), *(evaluation_jobs(cfg) if evaluations else [])]
     finished = [_done_file(job, cache).exists() for job in jobs]
     rows = [cached_row(job, cache) for job, done in zip(jobs, finished) if done]  # never sent anywhere
     todo = [job for job, done in zip(jobs, finished) if not done]
-    bar = tqdm(total=len(todo), desc=f"training grid ({executor})", unit="model", disable=not progress)
+    bar = tqdm(total=len(todo), desc=f"grid ({executor})", unit="job", disable=not progress)
+
+    def run_here(job):  # the serial executor: trainings come first in `jobs`, so every model is there
+        return train_job(job, cache, threads) if job in training else evaluate_job(job, cache, threads)
+
+    training = set(training_jobs(cfg))
     start = time.perf_counter()
     try:
         if executor == "serial":
             for job in todo:
-                rows.append(train_job(job, cache, threads))
+                rows.append(run_here(job))
                 on_result and on_result(rows[-1])
                 bar.update()
         elif todo:
@@ -163,9 +207,18 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
                 from distributed import as_completed
 
                 # retries: a job that raises (an out-of-memory worker, say) is tried again; a job on a
-                # worker that dies is rescheduled by the scheduler itself.
-                futures = [client.submit(train_job, job, cache, threads, key=job_key(job), pure=False, retries=2)
-                           for job in todo]
+                # worker that dies is rescheduled by the scheduler itself. An evaluation takes its
+                # training's future as an argument, so Dask starts it once that model is trained.
+                futures, trainings = [], {}
+                for job in todo:
+                    if job in training:
+                        future = client.submit(train_job, job, cache, threads, key=job_key(job), pure=False, retries=2)
+                        trainings[job] = future
+                    else:
+                        after = [trainings[job.training]] if job.training in trainings else []
+                        future = client.submit(evaluate_job, job, cache, threads, *after, key=job_key(job), pure=False,
+                                               retries=2)
+                    futures.append(future)
                 for future in as_completed(futures):
                     try:
                         rows.append(future.result())

@@ -76,13 +76,26 @@ def segmentation_scores(pred: np.ndarray, target: np.ndarray) -> dict[str, np.nd
 # Robustness scores (the paper's)
 # ----------------------------------------------------------------------------------------------
 
+def robustness_ratio(degraded_iou, clean_iou):
+    """The paper's per-image robustness ``IoU(degraded) / IoU(clean)``, elementwise; a clean IoU
+    below 1e-5 counts as 1e-5, so a model that fails on the clean image does not divide by zero.
+    Returns the type it is given (a pandas Series stays a Series).
+
+    Examples
+    --------
+    >>> robustness_ratio(np.array([0.4, 0.0]), np.array([0.8, 0.0])).tolist()
+    [0.5, 0.0]
+    """
+    return degraded_iou / np.maximum(clean_iou, SMOOTH)
+
+
 def relative_robustness(degraded_iou, clean_iou) -> float:
     """The paper's robustness: per-image ``IoU(degraded) / IoU(clean)``, averaged over images."""
     degraded_iou = np.asarray(degraded_iou, dtype=np.float64)
     clean_iou = np.asarray(clean_iou, dtype=np.float64)
     if degraded_iou.shape != clean_iou.shape or degraded_iou.ndim != 1 or not len(degraded_iou):
         raise ValueError("clean_iou: expected a 1D array of the shape of degraded_iou")
-    return float(np.mean(degraded_iou / np.maximum(clean_iou, SMOOTH)))
+    return float(np.mean(robustness_ratio(degraded_iou, clean_iou)))
 
 
 def adversarial_score(table, by: list[str]) -> "pandas.DataFrame":
@@ -92,7 +105,7 @@ def adversarial_score(table, by: list[str]) -> "pandas.DataFrame":
     (as `fmlib.attacks.evaluate_attack` returns) plus the grouping columns `by`.
     Returns one row per group with ``score`` and ``mean_iou``.
     """
-    per_eps = (table.assign(ratio=table.iou / np.maximum(table.clean_iou, SMOOTH))
+    per_eps = (table.assign(ratio=robustness_ratio(table.iou, table.clean_iou))
                .groupby([*by, "eps"], sort=False).agg(ratio=("ratio", "mean"), iou=("iou", "mean")).reset_index())
     return per_eps.groupby(by, sort=False).agg(score=("ratio", "mean"), mean_iou=("iou", "mean")).reset_index()
 

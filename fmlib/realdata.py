@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tifffile
@@ -153,15 +154,23 @@ def match_pixel_size(real_labels: np.ndarray, structure: str = "nuclei", *, n_im
     return float(pixel)
 
 
-def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None
-                 ) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+class Tiles(NamedTuple):
+    """Tiles of real images: ``images`` (N, H, W) float32 in [0, 1], ``masks`` (N, H, W) bool and
+    the ``names`` of the tiles (``"<image>/<index>"``). Unpacks like the tuple it is."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    names: list[str]
+
+
+def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None) -> dict[str, Tiles]:
     """The real nuclei images cut into ``tile x tile`` tiles, by source.
 
     With `diameter_px`, each source is first resampled by one factor, ``diameter_px`` over its median
     nucleus diameter (`median_diameter_px` of its reference labels), so that its nuclei have the
     size in pixels that the models were trained on; scores are then measured on the resampled grid.
 
-    Returns ``{"dsb2018": (images, masks, names), "bbbc007_train": ..., "bbbc007_test": ...}``: the
+    Returns ``{"dsb2018": Tiles(images, masks, names), "bbbc007_train": ..., "bbbc007_test": ...}``: the
     BBBC007 images are split by image (the first two thirds, in name order, for training), so no
     test tile comes from an image seen in training. Tiles without any nucleus are left out: their
     IoU is undefined.
@@ -187,7 +196,7 @@ def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None
         out[part] = (np.concatenate(images), np.concatenate(masks), names)
     for part, (images, masks, names) in out.items():
         keep = masks.reshape(len(masks), -1).any(axis=1)
-        out[part] = (images[keep], masks[keep], [n for n, k in zip(names, keep) if k])
+        out[part] = Tiles(images[keep], masks[keep], [n for n, k in zip(names, keep) if k])
     return out
 
 

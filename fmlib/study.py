@@ -505,9 +505,10 @@ def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | N
     notebook only on success, so a failure leaves every executed notebook intact; the failed copy
     is kept in ``results/<profile>/failed/`` for inspection.
 
-    With ``executor="dask"`` the training grid runs first on a Dask cluster (`fmlib.executors`:
-    `scheduler` address, or a local cluster of `n_workers`); the training notebook then finds every
-    model in the cache. The default ``"serial"`` trains inside the training notebook.
+    With ``executor="dask"`` the grid (every training, then every evaluation of the trained models)
+    runs first on a Dask cluster (`fmlib.executors`: `scheduler` address, or a local cluster of
+    `n_workers`); the notebooks then read every model and evaluation from the cache. The default
+    ``"serial"`` trains and evaluates inside the notebooks, which cache what they compute the same way.
     """
     from .executors import EXECUTORS, ExecutorError, run_grid
 
@@ -530,7 +531,7 @@ def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | N
     bar = tqdm(steps, desc=f"study ({profile})", unit="notebook", disable=not progress)
     try:
         manifest["executor"] = {"name": executor}
-        if executor != "serial" and any(s["name"] == "03_training" and (force or not s["up_to_date"]) for s in steps):
+        if executor != "serial" and any(force or not s["up_to_date"] for s in steps):
             start = time.perf_counter()
             try:
                 report = run_grid(resolve(profile, **(overrides or {})), executor=executor, scheduler=scheduler,
@@ -539,6 +540,7 @@ def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | N
                 raise StudyError(str(err)) from None
             manifest["executor"].update(scheduler=scheduler, n_workers=n_workers, threads_per_job=threads_per_job,
                                         jobs=len(report), trained=int((report.status == "trained").sum()),
+                                        evaluated=int((report.status == "evaluated").sum()),
                                         grid_wall_time_s=round(time.perf_counter() - start, 2))
         for step in bar:
             name = step["name"]

@@ -8,16 +8,17 @@ import torch
 from fmlib import executors, grid, study
 from fmlib.training import load_trained
 
-# The smoke grid on nuclei: two models x three regimes.
-CFG = study.resolve("smoke", structures=["nuclei"])
+# The smoke grid on nuclei: two models x three regimes, each evaluated three ways (clean, two
+# corruptions, two attacks and the noise baseline): 6 trainings and 18 evaluations.
+CFG = study.resolve("smoke", structures=["nuclei"], corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"])
+N_JOBS = 6 + 18
 
 
-def _tables(cfg, cache) -> dict[str, str]:
-    """Per job: the CSV of its per-image test scores, computed from the cached checkpoint."""
-    test = grid.test_set(cfg, "nuclei")
-    return {executors.job_key(job): grid.test_scores(load_trained(job.model, job.data, job.config, width=job.width,
-                                                                  cache=cache).model, test).to_csv(index=False)
-            for job in grid.training_jobs(cfg)}
+def _tables(cfg, cache) -> dict[str, bytes]:
+    """Per evaluation job: the bytes of the CSV table it left in the cache."""
+    tables = {executors.job_key(job): grid.evaluation_path(job, cache).read_bytes() for job in grid.evaluation_jobs(cfg)}
+    assert len(tables) == 18
+    return tables
 
 
 def _weights(cfg, cache) -> dict[str, torch.Tensor]:
@@ -30,13 +31,14 @@ def _weights(cfg, cache) -> dict[str, torch.Tensor]:
 def serial(tmp_path_factory):
     cache = tmp_path_factory.mktemp("serial")
     report = executors.run_grid(CFG, executor="serial", threads_per_job=1, cache=cache, progress=False)
-    assert set(report.status) == {"trained"} and len(report) == 6
+    assert len(report) == N_JOBS and list(report.kind[:6]) == ["train"] * 6  # every training before the evaluations
+    assert set(report.status[:6]) == {"trained"} and set(report.status[6:]) == {"evaluated"}
     return cache
 
 
 def test_a_local_dask_cluster_gives_the_serial_results_byte_for_byte(serial, tmp_path):
     report = executors.run_grid(CFG, executor="dask", n_workers=2, cache=tmp_path, progress=False)
-    assert set(report.status) == {"trained"} and report.worker_pid.nunique() == 2  # both workers took jobs
+    assert set(report.status) == {"trained", "evaluated"} and report.worker_pid.nunique() == 2  # both workers worked
     assert _tables(CFG, tmp_path) == _tables(CFG, serial)
     for key, weights in _weights(CFG, tmp_path).items():
         assert torch.equal(weights, _weights(CFG, serial)[key])
@@ -60,8 +62,10 @@ def test_a_killed_worker_does_not_change_the_results(serial, tmp_path):
     finally:
         client.cluster.close() if client.cluster else None
         client.close()
-    assert killed and len(report) == 6
+    assert killed and len(report) == N_JOBS
     assert _tables(CFG, tmp_path) == _tables(CFG, serial)
+    for key, weights in _weights(CFG, tmp_path).items():
+        assert torch.equal(weights, _weights(CFG, serial)[key])
 
 
 def test_a_wrong_scheduler_address_fails_fast_and_clearly():

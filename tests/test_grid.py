@@ -22,3 +22,100 @@ def test_train_config_follows_the_study_parameters():
         grid.train_config(cfg, "mixup")
     with pytest.raises(ValueError, match="loss"):
         study.resolve("smoke", loss="focal")
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluations, cached
+# ----------------------------------------------------------------------------------------------
+
+def test_every_trained_model_gets_the_three_evaluations_with_its_regimes_attacks():
+    cfg = study.resolve("smoke", models=["unet3"], defense_structures=["nuclei"])
+    jobs = grid.evaluation_jobs(cfg)
+    assert len(jobs) == 3 * len(grid.training_jobs(cfg))
+    attacks = {(j.training.structure, j.training.regime): dict(j.parameters) for j in jobs if j.kind == "attack"}
+    assert attacks[("er", "standard")]["attacks"] == tuple(cfg.attacks) and attacks[("er", "standard")]["noise_baseline"]
+    assert attacks[("nuclei", "adversarial")]["attacks"] == (cfg.defense_attack,)
+    assert not attacks[("nuclei", "adversarial")]["noise_baseline"]
+    with pytest.raises(ValueError, match="kind"):
+        grid.evaluation_job(cfg, "robustness", grid.training_jobs(cfg)[0])
+
+
+def test_an_evaluation_key_follows_only_the_parameters_it_reads():
+    def key(kind, **overrides):
+        cfg = study.resolve("smoke", **overrides)
+        return grid.evaluation_key(grid.evaluation_job(cfg, kind, grid.training_jobs(cfg)[0]))
+
+    assert key("corruption") == key("corruption", n_boot=50, attack_steps=7)  # neither is read by a corruption run
+    assert key("corruption") != key("corruption", corruptions=["defocus"])
+    assert key("attack") != key("attack", attack_steps=7)
+    assert key("attack") == key("attack", corruptions=["defocus"])
+    assert key("clean") != key("clean", n_test=3)  # another test set
+    assert key("clean") != key("clean", epochs=2)  # another model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A smoke grid of one model on nuclei, trained into a cache of its own."""
+    cache = tmp_path_factory.mktemp("cache")
+    cfg = study.resolve("smoke", models=["sim_unet"], reference_model="sim_unet", structures=["nuclei"],
+                        regimes=["standard"],
+                        corruptions=["defocus", "photon_noise"], attacks=["fgsm"], eps_255=[2, 8])
+    from fmlib.training import train
+
+    job = grid.training_jobs(cfg)[0]
+    train(job.model, job.data, job.config, width=job.width, cache=cache, progress=False)
+    return cfg, cache
+
+
+def test_an_evaluation_is_computed_once_then_read_from_the_cache(trained, monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    cfg, cache = trained
+    computed = grid.evaluation(cfg, "corruption", "sim_unet", "nuclei", cache=cache)
+    assert set(computed.corruption) == {"defocus", "photon_noise"} and len(computed) == 2 * 5 * cfg.n_test
+    assert set(computed.model) == {"sim_unet"} and set(computed.regime) == {"standard"}
+    path = grid.evaluation_path(grid.evaluation_jobs(cfg)[1], cache)
+    assert path.exists() and not list(path.parent.glob(".*.tmp"))  # written whole, no scratch file left
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a cached evaluation")
+
+    monkeypatch.setattr(grid, "corruption_table", fail)
+    cached = grid.evaluation(cfg, "corruption", "sim_unet", "nuclei", cache=cache)
+    pd.testing.assert_frame_equal(cached, computed)
+    # The cache keeps every float bit: the table read back equals the table computed in memory.
+    from fmlib.training import load_trained
+
+    job = grid.training_jobs(cfg)[0]
+    net = load_trained(job.model, job.data, job.config, width=job.width, cache=cache).model
+    monkeypatch.undo()
+    fresh = grid.corruption_table(cfg, net, grid.test_set(cfg, "nuclei"))
+    assert np.array_equal(fresh.iou.to_numpy(), cached.iou.to_numpy())
+
+
+def test_an_attack_evaluation_runs_the_grids_attacks_and_the_noise_baseline(trained):
+    cfg, cache = trained
+    table = grid.evaluation(cfg, "attack", "sim_unet", "nuclei", cache=cache)
+    assert set(table.attack) == {"fgsm", "noise"} and set(table.eps_255) == {2.0, 8.0}
+    assert len(table) == 2 * 2 * cfg.n_attack_images
+
+
+def test_attack_table_with_no_attacks_runs_only_the_noise_baseline(trained):
+    cfg, cache = trained
+    from fmlib.training import load_trained
+
+    job = grid.training_jobs(cfg)[0]
+    net = load_trained(job.model, job.data, job.config, width=job.width, cache=cache).model
+    table = grid.attack_table(cfg, net, grid.test_set(cfg, "nuclei"), attacks=[], noise_baseline=True)
+    assert set(table.attack) == {"noise"}
+
+
+def test_an_evaluation_outside_the_grid_or_of_an_untrained_model_fails_clearly(trained, tmp_path):
+    cfg, cache = trained
+    with pytest.raises(ValueError, match="model, structure, regime: .*'unet'.* not in the grid"):
+        grid.evaluation(cfg, "clean", "unet", "nuclei", cache=cache)
+    with pytest.raises(ValueError, match="kind"):
+        grid.evaluation(cfg, "accuracy", "sim_unet", "nuclei", cache=cache)
+    with pytest.raises(FileNotFoundError):
+        grid.evaluation(cfg, "clean", "sim_unet", "nuclei", cache=tmp_path)  # an empty cache: nothing trained

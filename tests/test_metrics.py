@@ -30,8 +30,17 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fmlib.metrics import (adversarial_score, bootstrap_ci, bootstrap_ranks, bootstrap_scores, correlation_ci,
-                           corruption_errors, relative_robustness, segmentation_scores)
+from fmlib.metrics import (
+    adversarial_score,
+    bootstrap_ci,
+    bootstrap_ranks,
+    bootstrap_scores,
+    correlation_ci,
+    corruption_errors,
+    relative_robustness,
+    robustness_ratio,
+    segmentation_scores,
+)
 
 
 def test_segmentation_scores_match_hand_counts():
@@ -98,3 +107,14 @@ def test_correlations_with_confidence_intervals():
     assert lo < r < hi
     with pytest.raises(ValueError, match="method"):
         correlation_ci(x, x, method="kendall")
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=20), st.lists(st.floats(0, 1), min_size=1, max_size=20))
+def test_the_robustness_ratio_is_the_papers_ratio_elementwise(degraded, clean):
+    n = min(len(degraded), len(clean))
+    d, c = np.array(degraded[:n]), np.array(clean[:n])
+    ratio = robustness_ratio(d, c)
+    assert np.array_equal(ratio, d / np.maximum(c, 1e-5)) and np.all(np.isfinite(ratio))
+    assert relative_robustness(d, c) == float(np.mean(ratio))
+    series = robustness_ratio(pd.Series(d), pd.Series(c))
+    assert isinstance(series, pd.Series)

@@ -531,7 +531,9 @@ def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | N
     bar = tqdm(steps, desc=f"study ({profile})", unit="notebook", disable=not progress)
     try:
         manifest["executor"] = {"name": executor}
-        if executor != "serial" and any(force or not s["up_to_date"] for s in steps):
+        # The grid goes to the cluster first when a notebook to be executed runs it (imports fmlib.grid).
+        if executor != "serial" and any((force or not s["up_to_date"]) and "grid.py" in notebook_modules(s["source"])
+                                        for s in steps):
             start = time.perf_counter()
             try:
                 report = run_grid(resolve(profile, **(overrides or {})), executor=executor, scheduler=scheduler,

@@ -80,7 +80,8 @@ def test_a_wrong_scheduler_address_fails_fast_and_clearly():
 def test_the_runner_fails_clearly_on_a_wrong_scheduler(tmp_path, capsys, monkeypatch):
     from fmlib import cli
 
-    monkeypatch.setattr(study, "plan", lambda *a, **k: [{"name": "03_training", "up_to_date": False}])
+    source = study.find_root() / "notebooks" / "03_training.ipynb"
+    monkeypatch.setattr(study, "plan", lambda *a, **k: [{"name": "03_training", "source": source, "up_to_date": False}])
     assert cli.main(["run", "--profile", "smoke", "--root", str(tmp_path), "--executor", "dask", "--scheduler",
                      "tcp://127.0.0.1:9"]) == 1
     assert "no Dask scheduler answered" in capsys.readouterr().err

@@ -237,10 +237,10 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
                 real = real_scores(adapted, cfg.image_size).assign(**tags)
             elif kind == "corruption":
                 corruption.append(grid.corruption_table(Config({**cfg, "corruptions": [step]}), adapted, test))
-            elif step == "noise":  # the random-sign baseline
-                adversarial.append(grid.attack_table(cfg, adapted, test, attacks=[], noise_baseline=True))
-            else:
-                adversarial.append(grid.attack_table(cfg, adapted, test, attacks=[step], noise_baseline=False))
+            else:  # one attack, or the random-sign noise baseline
+                noise = step == "noise"
+                adversarial.append(grid.attack_table(cfg, adapted, test, attacks=[] if noise else [step],
+                                                     noise_baseline=noise))
 
     corruption = pd.concat(corruption, ignore_index=True).assign(**tags)
     adversarial = pd.concat(adversarial, ignore_index=True).assign(**tags)

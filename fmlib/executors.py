@@ -176,7 +176,7 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
     import torch
     from tqdm.auto import tqdm
 
-    from .grid import evaluation_jobs, training_jobs
+    from .grid import EvaluationJob, evaluation_jobs, training_jobs
     from .training import cache_dir
 
     check_choice("executor", executor, EXECUTORS)
@@ -187,17 +187,14 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
     finished = [_done_file(job, cache).exists() for job in jobs]
     rows = [cached_row(job, cache) for job, done in zip(jobs, finished) if done]  # never sent anywhere
     todo = [job for job, done in zip(jobs, finished) if not done]
+    keys = {job: job_key(job) for job in jobs}  # each key hashes the code: computed once per job
     bar = tqdm(total=len(todo), desc=f"grid ({executor})", unit="job", disable=not progress)
-
-    def run_here(job):  # the serial executor: trainings come first in `jobs`, so every model is there
-        return train_job(job, cache, threads) if job in training else evaluate_job(job, cache, threads)
-
-    training = set(training_jobs(cfg))
     start = time.perf_counter()
     try:
         if executor == "serial":
-            for job in todo:
-                rows.append(run_here(job))
+            for job in todo:  # trainings come first in `jobs`, so every evaluation finds its model
+                run = evaluate_job if isinstance(job, EvaluationJob) else train_job
+                rows.append(run(job, cache, threads))
                 on_result and on_result(rows[-1])
                 bar.update()
         elif todo:
@@ -211,13 +208,13 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
                 # training's future as an argument, so Dask starts it once that model is trained.
                 futures, trainings = [], {}
                 for job in todo:
-                    if job in training:
-                        future = client.submit(train_job, job, cache, threads, key=job_key(job), pure=False, retries=2)
-                        trainings[job] = future
-                    else:
+                    if isinstance(job, EvaluationJob):
                         after = [trainings[job.training]] if job.training in trainings else []
-                        future = client.submit(evaluate_job, job, cache, threads, *after, key=job_key(job), pure=False,
+                        future = client.submit(evaluate_job, job, cache, threads, *after, key=keys[job], pure=False,
                                                retries=2)
+                    else:
+                        future = trainings[job] = client.submit(train_job, job, cache, threads, key=keys[job],
+                                                                pure=False, retries=2)
                     futures.append(future)
                 for future in as_completed(futures):
                     try:
@@ -235,7 +232,7 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
                         cluster.close()
     finally:
         bar.close()
-    order = {job_key(job): i for i, job in enumerate(jobs)}
+    order = {keys[job]: i for i, job in enumerate(jobs)}
     report = pd.DataFrame(rows).sort_values("job", key=lambda s: s.map(order)).reset_index(drop=True)
     report.attrs["wall_time_s"] = time.perf_counter() - start
     return report

@@ -86,8 +86,8 @@ REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
 SELECTION_SOURCE = "bbbc007_train"
 
 
-def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=None, n_boot: int = 2000,
-             seed: int = 0) -> list[Finding]:
+def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=None, clean_scores=None,
+             n_boot: int = 2000, seed: int = 0) -> list[Finding]:
     """Evaluate every rule.
 
     Parameters
@@ -103,6 +103,9 @@ def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=No
         Per-tile IoU of one architecture against the domain-randomization strength
         (``07_real_scores_randomized.csv``: ``strength``, ``source``, ``tile``, ``iou``; strength 0 is
         the single acquisition). Adds the domain-randomization rule.
+    clean_scores : DataFrame, optional
+        Clean test IoU per model and structure under standard training, with each model's output
+        stride (columns ``model``, ``structure``, ``iou``, ``output_stride``). Adds the output-stride rule.
     """
     s = models_summary
     findings = [
@@ -147,7 +150,25 @@ def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=No
         findings += _real_image_rules(real_scores, n_boot, seed)
     if randomized_scores is not None:
         findings.append(_randomization_rule(randomized_scores, n_boot, seed))
+    if clean_scores is not None:
+        findings.append(_output_stride_rule(clean_scores, n_boot, seed))
     return findings
+
+
+def _output_stride_rule(clean_scores, n_boot: int, seed: int, thin: str = "er", compact: str = "nuclei") -> Finding:
+    """Does a coarse output cost more on thin structures? Per model, the clean IoU on the compact
+    structure minus that on the thin one (so that a model's overall accuracy cancels), against its
+    output stride (`fmlib.resolution.output_stride`)."""
+    iou = clean_scores.pivot_table(index="model", columns="structure", values="iou")
+    stride = clean_scores.groupby("model").output_stride.first()
+    # without both structures there is no gap to correlate: "not testable"
+    gap = (iou[compact] - iou[thin]).dropna() if {thin, compact} <= set(iou.columns) else iou.index[:0].to_series()
+    return _correlation("output_stride_thin", f"A coarser output (larger output stride) costs more accuracy on thin "
+                        f"structures ({thin}) than on compact ones ({compact}).",
+                        f"Spearman correlation across models of output stride with clean IoU on {compact} minus on {thin}",
+                        stride.reindex(gap.index), gap,
+                        "For thin or tubular structures, choose a model whose logits are at full or half resolution, "
+                        "or give a coarse model a decoder down to stride 4 or finer.", n_boot, seed)
 
 
 def _real_image_rules(real_scores, n_boot: int, seed: int) -> list[Finding]:

@@ -79,3 +79,29 @@ def test_randomization_rule_uses_the_strength_chosen_on_the_selection_images():
                                              n_boot=300))
     rule = found["domain_randomization_real"]
     assert rule.verdict == "supported" and rule.estimate == pytest.approx(0.05) and rule.n == 20
+
+
+def _clean_scores(strides, gap_per_stride, structures=("nuclei", "mitochondria", "er")):
+    rows = []
+    for i, stride in enumerate(strides):
+        base = 0.9 + 0.01 * (i % 3)  # overall accuracy differs by model and must cancel out
+        for structure in structures:
+            iou = base - (gap_per_stride * stride if structure == "er" else 0.0)
+            rows.append({"model": f"m{i}", "structure": structure, "regime": "standard", "iou": iou,
+                         "output_stride": stride})
+    return pd.DataFrame(rows)
+
+
+def test_output_stride_rule_correlates_stride_with_the_thin_structure_gap():
+    strides = [1, 1, 2, 4, 4, 8, 8, 16]
+    rule = _by_key(recommendations.evaluate(_models(), _defenses(), clean_scores=_clean_scores(strides, 0.02),
+                                            n_boot=300))["output_stride_thin"]
+    assert rule.verdict == "supported" and rule.estimate > 0.9 and rule.n == len(strides)
+    rule = _by_key(recommendations.evaluate(_models(), _defenses(), clean_scores=_clean_scores(strides, -0.02),
+                                            n_boot=300))["output_stride_thin"]
+    assert rule.verdict == "contradicted"
+    # one stride for every model (the smoke profile's two U-Nets), or no ER: nothing to test
+    for scores in (_clean_scores([1] * 6, 0.02), _clean_scores(strides, 0.02, structures=("nuclei",))):
+        rule = _by_key(recommendations.evaluate(_models(), _defenses(), clean_scores=scores,
+                                                n_boot=100))["output_stride_thin"]
+        assert rule.verdict == "not testable"

@@ -1,0 +1,242 @@
+"""Output resolution: a model's output stride, and the IoU that stride allows.
+
+Many segmentation networks (PSPNet, ICNet, DeepLabV3+, SegFormer) compute their logits on a grid
+coarser than the image and upsample them bilinearly at the end. A bilinear upsampling of an
+(H/s, W/s) map cannot draw a structure much thinner than `s` pixels, whatever the network has learned,
+so on thin structures (ER tubules, a few pixels wide) the output stride `s` caps the IoU. This module
+measures both sides:
+
+- `output_stride` finds the stride of a model from its output: the coarsest grid whose bilinear
+  upsampling reproduces the logits exactly;
+- `attainable_iou` fits logit maps at a given stride to the true masks themselves, an oracle that
+  sees the answer, and reports the IoU they reach. A trained model with that stride that scores close
+  to it is limited by its output resolution, not by its training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_array, check_choice, check_int, check_real
+from .metrics import segmentation_scores
+from .training import LOSSES, segmentation_loss
+
+OBJECTIVES = (*LOSSES, "iou")
+
+
+def upsampling_matrix(n_out: int, stride: int, *, align_corners: bool = False) -> torch.Tensor:
+    """The (n_out, n_out // stride) matrix of PyTorch's 1D linear upsampling by `stride`.
+
+    2D bilinear upsampling is separable: ``F.interpolate(z, scale_factor=s, mode="bilinear")`` equals
+    ``U_h @ z @ U_w.T`` with ``U = upsampling_matrix(n, s)`` for each axis.
+
+    Examples
+    --------
+    >>> upsampling_matrix(8, 4).shape
+    torch.Size([8, 2])
+    """
+    n_out = check_int("n_out", n_out, low=1)
+    stride = check_int("stride", stride, low=1)
+    if n_out % stride:
+        raise ValueError(f"stride: expected a divisor of n_out={n_out}, got {stride}")
+    n_in = n_out // stride
+    basis = torch.eye(n_in, dtype=torch.float64)[None]  # (1, n_in channels, n_in samples)
+    up = F.interpolate(basis, size=n_out, mode="linear", align_corners=align_corners if n_in > 1 else None)
+    return up[0].T.contiguous()
+
+
+@torch.no_grad()
+def output_stride(model: torch.nn.Module, *, size: int = 128, strides: Sequence[int] = (32, 16, 8, 4, 2),
+                  seed: int = 0, rtol: float = 1e-4) -> int:
+    """The output stride of `model`: the coarsest of `strides` whose bilinear upsampling (either corner
+    alignment) reproduces the model's logits, or 1 when none does.
+
+    The logits of a model with output stride ``s`` lie in the range of the upsampling ``U_h z U_w^T``
+    of an (H/s, W/s) map ``z``; the least-squares fit of ``z`` then leaves a residual at rounding level.
+    A network that refines its upsampled logits with further layers counts as stride 1. The model is
+    put in eval mode and run on random images on the device of its parameters.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps (N, 1, H, W) images to (N, C, H, W) logits.
+    size : int
+        Side of the square test images, in pixels; a multiple of every stride in `strides`.
+    strides : sequence of int
+        Candidate strides, each > 1.
+    seed : int
+        Seed of the random test images.
+    rtol : float
+        Largest residual, relative to the logits' deviation from their mean, that counts as exact.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        If `size` is not a multiple of a stride, a stride is < 2, or the logits are constant (no
+        stride can be told from them).
+
+    Examples
+    --------
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 8, stride=8), torch.nn.Upsample(scale_factor=8, mode="bilinear"))
+    >>> output_stride(net, size=64)
+    8
+    """
+    size = check_int("size", size, low=2)
+    strides = sorted((check_int("strides", s, low=2) for s in strides), reverse=True)
+    for s in strides:
+        if size % s:
+            raise ValueError(f"size: expected a multiple of every stride in strides, got {size} (stride {s})")
+    check_real("rtol", rtol, low=0, low_inclusive=False)
+    seed = check_int("seed", seed, low=0)
+    model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
+    images = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(seed))
+    logits = model(images.to(device)).double().cpu().flatten(0, 1)  # (N * C, H, W)
+    if tuple(logits.shape[-2:]) != (size, size):
+        raise ValueError(f"model: expected logits of size {size} x {size}, got {tuple(logits.shape[-2:])}")
+    spread = torch.linalg.norm(logits - logits.mean())
+    if spread == 0:
+        raise ValueError("model: its logits are constant, so no output stride can be told from them")
+    for s in strides:
+        for align in (False, True):
+            up = upsampling_matrix(size, s, align_corners=align)
+            coarse = torch.linalg.pinv(up) @ logits @ torch.linalg.pinv(up).T
+            if torch.linalg.norm(logits - up @ coarse @ up.T) <= rtol * spread:
+                return s
+    return 1
+
+
+def _upsample(z: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
+    return F.interpolate(z, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def _iou(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    return segmentation_scores(logits[:, 0].numpy() > 0, target[:, 0].numpy() > 0.5)["iou"]
+
+
+def _lbfgs(z: torch.Tensor, target: torch.Tensor, align_corners: bool, steps: int, loss: str) -> torch.Tensor:
+    """Minimize the training loss `loss` of the upsampled map `z` against `target` by L-BFGS."""
+    size = tuple(target.shape[-2:])
+    z = z.detach().requires_grad_(True)
+    opt = torch.optim.LBFGS([z], lr=1, max_iter=steps, tolerance_grad=1e-10, tolerance_change=1e-14,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        # the training loss itself, with the coarse map's upsampling as the "model"
+        value = segmentation_loss(lambda m: _upsample(m, size, align_corners), z, target, loss)
+        value.backward()
+        return value
+
+    opt.step(closure)
+    return z.detach()
+
+
+def _fit_loss(target: torch.Tensor, stride: int, align_corners: bool, steps: int, loss: str) -> torch.Tensor:
+    """The stride-`stride` logit map that minimizes the training loss `loss` against `target`, by
+    L-BFGS from the logit of the area-averaged mask. BCE is convex in the logits, which are linear in
+    the map, so for ``loss="bce"`` this is the global minimum; the Dice term of "bce+dice" is not
+    convex, and that fit starts from the BCE minimum."""
+    z = torch.logit(F.avg_pool2d(target, stride).clamp(1e-3, 1 - 1e-3))
+    for name in dict.fromkeys(("bce", loss)):
+        z = _lbfgs(z, target, align_corners, steps, name)
+    return z
+
+
+def _fit_iou(target: torch.Tensor, start: torch.Tensor, align_corners: bool, steps: int,
+             lr: float) -> np.ndarray:
+    """Raise the IoU of the thresholded map by gradient ascent on a soft IoU whose sigmoid sharpens
+    from temperature 1 to 1/10 (a soft IoU at a fixed temperature rewards grey logits, the thresholded
+    one does not); keep the best thresholded IoU seen per image."""
+    size = tuple(target.shape[-2:])
+    z = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    best = _iou(_upsample(z.detach(), size, align_corners), target)
+    for step in range(steps):
+        logits = _upsample(z, size, align_corners)
+        p = torch.sigmoid(logits * (1 + 9 * step / max(steps - 1, 1)))
+        inter = (p * target).sum((1, 2, 3))
+        loss = (1 - inter / (p + target - p * target).sum((1, 2, 3))).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        best = np.maximum(best, _iou(_upsample(z.detach(), size, align_corners), target))
+    return best
+
+
+def attainable_iou(masks: np.ndarray, output_stride: int, *, objective: str = "bce", align_corners: bool = False,
+                   steps: int | None = None, lr: float = 0.1) -> np.ndarray:
+    """Per-image IoU of logit maps at `output_stride`, bilinearly upsampled, fitted to the masks.
+
+    An oracle for models whose logits are a bilinear upsampling of an (H/s, W/s) map (PSPNet and
+    ICNet: s = 8; DeepLabV3+ and SegFormer: s = 4; see `output_stride`). It sees the true mask and
+    fits the coarse map to it directly:
+
+    - ``objective="bce"``: the map with the lowest binary cross-entropy, the loss the models are
+      trained with. Convex, so this is its global minimum: where a BCE-trained model with that stride
+      ends up if it fits every test image perfectly.
+    - ``objective="iou"``: starting from the BCE map, gradient ascent on a sharpening soft IoU, keeping
+      the best thresholded IoU seen. The best this search finds: a lower bound on the exact maximum
+      (not known in closed form), and an estimate of what any training objective could reach.
+
+    Parameters
+    ----------
+    masks : ndarray of bool or {0, 1}, shape (N, H, W) or (H, W)
+        True foreground; H and W multiples of `output_stride`.
+    output_stride : int
+        Stride of the coarse map, >= 1 (1: full resolution, attainable IoU 1).
+    objective : {"bce", "iou"}
+        What the map is fitted for.
+    align_corners : bool
+        Corner alignment of the upsampling (smp's PSPNet uses True, ``F.interpolate`` defaults to False).
+    steps : int, optional
+        L-BFGS iterations of the BCE fit (default 200), or for "iou" the Adam steps that follow a
+        200-iteration BCE fit (default 1000).
+    lr : float
+        Adam learning rate of the "iou" search.
+
+    Returns
+    -------
+    ndarray of float64, shape (N,): IoU with the paper's formula, as `fmlib.metrics.segmentation_scores`.
+
+    Raises
+    ------
+    ValueError
+        If `masks` is not 2D/3D binary, H or W is not a multiple of `output_stride`, or an argument is
+        out of range.
+
+    Examples
+    --------
+    >>> stripes = np.zeros((1, 32, 32), bool); stripes[:, :, ::4] = True   # 1-pixel lines, 4 apart
+    >>> attainable_iou(stripes, 1).round(3).tolist()
+    [1.0]
+    >>> bool(attainable_iou(stripes, 8)[0] < 0.5)   # a stride-8 map cannot draw them
+    True
+    """
+    masks = check_array("masks", masks, ndim=(2, 3))
+    if not np.isin(masks, (0, 1)).all():
+        raise ValueError("masks: expected binary values (bool or 0/1)")
+    masks = masks[None] if masks.ndim == 2 else masks
+    output_stride = check_int("output_stride", output_stride, low=1)
+    if masks.shape[1] % output_stride or masks.shape[2] % output_stride:
+        raise ValueError(f"masks: expected H and W multiples of output_stride={output_stride}, "
+                         f"got shape {masks.shape[1:]}")
+    check_choice("objective", objective, OBJECTIVES)
+    steps = check_int("steps", steps, low=1) if steps is not None else None
+    lr = check_real("lr", lr, low=0, low_inclusive=False)
+    target = torch.as_tensor(masks.astype(np.float32))[:, None]
+    if output_stride == 1 or not len(target):
+        return _iou(target * 2 - 1, target)
+    if objective != "iou":
+        z = _fit_loss(target, output_stride, align_corners, steps or 200, objective)
+        return _iou(_upsample(z, tuple(target.shape[-2:]), align_corners), target)
+    z = _fit_loss(target, output_stride, align_corners, 200, "bce")
+    return _fit_iou(target, z, align_corners, steps or 1000, lr)

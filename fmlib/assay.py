@@ -8,6 +8,7 @@ rules to it. The contract of a model:
     float images (N, 1, H, W) in [0, 1]  ->  foreground logits (N, 1, H, W), H and W multiples of 32,
     differentiable with respect to the input (the attacks need its gradient).
 
+`resolution` says whether the model's output grid (its output stride) limits it on the structure.
 `Adapter` wraps models with other conventions: two-channel softmax outputs (``output="softmax2"``),
 sigmoid probabilities (``output="probabilities"``), three-channel input (``in_channels=3``) and their
 own input normalization (``normalization="zscore"``, ``"imagenet"`` or ``(mean, std)``).
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_int, check_real
 
 if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
     import pandas
@@ -387,6 +388,52 @@ def findings(result: AssayResult, comparison: "pandas.DataFrame", *, n_boot: int
         rows.append({"metric": metric, "yours": est, "ci_low": lo, "ci_high": hi, "reference_median": median,
                      "reference_best": float(refs[metric].max()), "verdict": verdict, "recommendation": text})
     return pd.DataFrame(rows)
+
+
+def resolution(result: AssayResult, *, loss: str | None = None,
+               costly: float = 0.95) -> "pandas.DataFrame":
+    """Does the output grid of your model limit it on this structure? One row: the model's output
+    stride (`fmlib.resolution.output_stride`), its clean IoU, and the mean IoU that logit maps at that
+    stride reach when fitted to the true test masks (`fmlib.resolution.attainable_iou`), with the
+    training loss `loss` (default: the profile's) and by the IoU search.
+
+    The verdict calls the stride *limiting* when the maps fitted with the loss reach less than
+    `costly` on this structure. A model whose clean IoU is near that value cannot gain much by training
+    longer; a finer decoder is what helps. It is *not limiting* otherwise, and stride 1 never is.
+
+    Examples
+    --------
+    >>> resolution(assess(create_model("pspnet", width=0.25), "er", "smoke"))  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from .resolution import attainable_iou, output_stride
+    from .study import resolve
+    from .training import LOSSES
+
+    loss = resolve(result.profile).loss if loss is None else check_choice("loss", loss, LOSSES)
+    costly = check_real("costly", costly, low=0.0, high=1.0)
+    masks = result.test.masks > 0
+    stride = output_stride(result.model, size=masks.shape[-1])
+    clean = float(result.clean.iou.mean())
+    fitted = float(attainable_iou(masks, stride, objective=loss).mean())
+    best = float(attainable_iou(masks, stride, objective="iou").mean())
+    limiting = fitted < costly
+    if limiting:
+        share = clean / fitted
+        advice = (f"At output stride {stride}, even logit maps fitted to the true {result.structure} masks reach only "
+                  f"{fitted:.2f} IoU with the training loss ({best:.2f} at best); your model reaches {share:.0%} of "
+                  f"that. " + ("Training longer cannot carry it much further: " if share >= 0.9 else
+                              "Its training falls short as well, and beyond that its stride caps it: ") +
+                  f"give it a finer output (stride {max(stride // 2, 1)} or less), as the book recommends for thin "
+                  f"structures.")
+    else:
+        advice = (f"Output stride {stride} costs little on {result.structure}: logit maps at that stride fitted to the "
+                  f"true masks reach {fitted:.2f} IoU.")
+    return pd.DataFrame([{"model": result.name, "structure": result.structure, "output_stride": stride,
+                          "clean_iou": clean, f"attainable_iou ({loss})": fitted, "attainable_iou (iou search)": best,
+                          "share_of_attainable": clean / fitted, "verdict": "limiting" if limiting else "not limiting",
+                          "recommendation": advice}])
 
 
 def worst_failures(result: AssayResult, k: int = 4) -> "pandas.DataFrame":

@@ -112,3 +112,17 @@ def test_a_nuclei_model_is_also_ranked_on_the_real_images(tmp_path, unet):
     assert assay.assess(unet, "er", "smoke", progress=False, **LIGHT).real is None
     assert pd.isna(assay.compare(result, {k: v for k, v in reference.items() if k != "real"}, n_boot=20)
                    .get("real_iou", pd.Series([float("nan")]))).all()
+
+
+def test_resolution_says_whether_the_output_stride_limits_the_model(unet):
+    light = dict(LIGHT, corruptions=["defocus"])
+    torch.manual_seed(0)
+    coarse = assay.assess(create_model("pspnet", width=0.125), "er", "smoke", name="psp", progress=False, **light)
+    row = assay.resolution(coarse).iloc[0]
+    assert row.output_stride == 8 and row.verdict == "limiting"
+    assert row["attainable_iou (bce+dice)"] < 0.95 and "stride 4 or less" in row.recommendation
+    fine = assay.resolution(assay.assess(unet, "er", "smoke", progress=False, **light)).iloc[0]
+    assert fine.output_stride == 1 and fine.verdict == "not limiting"
+    assert fine["attainable_iou (bce+dice)"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="loss"):
+        assay.resolution(coarse, loss="dice")

@@ -87,3 +87,32 @@ def test_the_runner_fails_clearly_on_a_wrong_scheduler(tmp_path, capsys, monkeyp
     assert "no Dask scheduler answered" in capsys.readouterr().err
     assert cli.main(["run", "--profile", "smoke", "--scheduler", "tcp://127.0.0.1:9"]) == 1
     assert "--scheduler: needs --executor dask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("notebook, sends_grid", [("01_synthesis", False), ("03_training", True)])
+def test_the_runner_sends_the_grid_only_for_notebooks_that_run_it(tmp_path, monkeypatch, notebook, sends_grid):
+    """01 does not import fmlib.grid: a run of it alone must not start (or wait for) a cluster."""
+    import papermill
+
+    from fmlib import executors as executors_module
+
+    class Stop(Exception):
+        pass
+
+    sent = []
+    source = study.find_root() / "notebooks" / f"{notebook}.ipynb"
+    monkeypatch.setattr(study, "plan", lambda *a, **k: [{"name": notebook, "source": source, "up_to_date": False,
+                                                         "parameters": {}, "key": "k"}])
+
+    def send(*args, **kwargs):
+        sent.append(args)
+        raise Stop()
+
+    def execute(*args, **kwargs):  # the notebook itself is not executed: the decision came before it
+        raise Stop()
+
+    monkeypatch.setattr(executors_module, "run_grid", send)
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    with pytest.raises((Stop, study.StudyError)):
+        study.run("smoke", root=tmp_path, executor="dask", progress=False)
+    assert bool(sent) == sends_grid

@@ -45,7 +45,7 @@ def upsampling_matrix(n_out: int, stride: int, *, align_corners: bool = False) -
         raise ValueError(f"stride: expected a divisor of n_out={n_out}, got {stride}")
     n_in = n_out // stride
     basis = torch.eye(n_in, dtype=torch.float64)[None]  # (1, n_in channels, n_in samples)
-    up = F.interpolate(basis, size=n_out, mode="linear", align_corners=align_corners if n_in > 1 else None)
+    up = F.interpolate(basis, size=n_out, mode="linear", align_corners=align_corners)
     return up[0].T.contiguous()
 
 
@@ -57,8 +57,8 @@ def output_stride(model: torch.nn.Module, *, size: int = 128, strides: Sequence[
 
     The logits of a model with output stride ``s`` lie in the range of the upsampling ``U_h z U_w^T``
     of an (H/s, W/s) map ``z``; the least-squares fit of ``z`` then leaves a residual at rounding level.
-    A network that refines its upsampled logits with further layers counts as stride 1. The model is
-    put in eval mode and run on random images on the device of its parameters.
+    A network that refines its upsampled logits with further layers counts as stride 1. The model runs
+    in eval mode (its mode is restored afterwards) on random images, on the device of its parameters.
 
     Parameters
     ----------
@@ -96,10 +96,14 @@ def output_stride(model: torch.nn.Module, *, size: int = 128, strides: Sequence[
             raise ValueError(f"size: expected a multiple of every stride in strides, got {size} (stride {s})")
     check_real("rtol", rtol, low=0, low_inclusive=False)
     seed = check_int("seed", seed, low=0)
-    model.eval()
     device = next(model.parameters(), torch.empty(0)).device
     images = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(seed))
-    logits = model(images.to(device)).double().cpu().flatten(0, 1)  # (N * C, H, W)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(images.to(device)).double().cpu().flatten(0, 1)  # (N * C, H, W)
+    finally:
+        model.train(was_training)
     if tuple(logits.shape[-2:]) != (size, size):
         raise ValueError(f"model: expected logits of size {size} x {size}, got {tuple(logits.shape[-2:])}")
     spread = torch.linalg.norm(logits - logits.mean())

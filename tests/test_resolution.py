@@ -103,3 +103,8 @@ def test_attainable_iou_rejects_bad_input():
         attainable_iou(np.zeros((8, 8), bool), 2, objective="dice")
     with pytest.raises(ValueError, match="masks: expected finite"):
         attainable_iou(np.full((8, 8), np.nan), 2)
+
+
+def test_output_stride_leaves_the_model_in_its_mode():
+    net = _Coarse(4, False).train()
+    assert output_stride(net, size=32) == 4 and net.training

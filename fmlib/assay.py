@@ -418,9 +418,8 @@ def resolution(result: AssayResult, *, loss: str | None = None,
     clean = float(result.clean.iou.mean())
     fitted = float(attainable_iou(masks, stride, objective=loss).mean())
     best = float(attainable_iou(masks, stride, objective="iou").mean())
-    limiting = fitted < costly
+    limiting, share = fitted < costly, clean / fitted
     if limiting:
-        share = clean / fitted
         advice = (f"At output stride {stride}, even logit maps fitted to the true {result.structure} masks reach only "
                   f"{fitted:.2f} IoU with the training loss ({best:.2f} at best); your model reaches {share:.0%} of "
                   f"that. " + ("Training longer cannot carry it much further: " if share >= 0.9 else
@@ -432,7 +431,7 @@ def resolution(result: AssayResult, *, loss: str | None = None,
                   f"true masks reach {fitted:.2f} IoU.")
     return pd.DataFrame([{"model": result.name, "structure": result.structure, "output_stride": stride,
                           "clean_iou": clean, f"attainable_iou ({loss})": fitted, "attainable_iou (iou search)": best,
-                          "share_of_attainable": clean / fitted, "verdict": "limiting" if limiting else "not limiting",
+                          "share_of_attainable": share, "verdict": "limiting" if limiting else "not limiting",
                           "recommendation": advice}])
 
 

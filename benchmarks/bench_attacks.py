@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 import torch
+from _timing import best_of  # noqa: E402  (benchmarks/ is the script's folder)
 from torch.nn import functional as F
 
-from _timing import best_of  # noqa: E402  (benchmarks/ is the script's folder)
 from fmlib.attacks import PGD
 from fmlib.models import create_model
 from fmlib.study import STANDARD_WIDTHS

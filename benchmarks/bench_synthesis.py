@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from _timing import best_of  # noqa: E402  (benchmarks/ is the script's folder)
 from scipy import ndimage
 
-from _timing import best_of  # noqa: E402  (benchmarks/ is the script's folder)
 from fmlib.synthesis import list_structures, make_dataset
 
 
@@ -39,10 +39,10 @@ def main() -> None:
         make_dataset(structure, 1, 64)  # warm-up: imports, caches
         per_image = {}
         for size, n in counts.items():
-            t = best_of(lambda: make_dataset(structure, n, size, seed=1), args.repeat) / n
+            t = best_of(lambda: make_dataset(structure, n, size, seed=1), args.repeat) / n  # noqa: B023 (called here)
             per_image[size] = t
             if size in (128, 512):
-                base = best_of(lambda: naive_baseline(n, size), args.repeat) / n
+                base = best_of(lambda: naive_baseline(n, size), args.repeat) / n  # noqa: B023 (called here)
                 print(f"{structure:14s}{size:6d}{1 / t:10.1f}{1 / base:16.1f}{t / base:8.1f}x")
         sizes = np.array(list(per_image))
         exponent = np.polyfit(np.log(sizes.astype(float) ** 2), np.log(list(per_image.values())), 1)[0]

@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
+import pandas as pd
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int, check_real
+from .inference import as_batch, eval_mode, logit_scores, model_device, predict_scores
 
 NORMS = ("linf", "l2")
 #: The paper's budgets, in grey levels of an 8-bit image.
 PAPER_EPS = tuple(e / 255 for e in (1, 2, 4, 8, 16, 32))
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 class Attack:
@@ -105,16 +100,14 @@ class Attack:
         x, y = _check_inputs(images, masks)
         if self.eps == 0:
             return x.clone()
-        device = _device(self.model)
+        device = model_device(self.model)
         x, y = x.to(device), y.to(device)
-        was_training = self.model.training
         requires = [p.requires_grad for p in self.model.parameters()]
-        self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)  # only the input's gradient is needed
         self.trace = []
         try:
-            with torch.enable_grad():
+            with eval_mode(self.model), torch.enable_grad():
                 x_adv = self._random_start(x) if self.random_start else x.clone()
                 for t in range(1, self.steps + 1):
                     x_adv.requires_grad_(True)
@@ -126,10 +119,9 @@ class Attack:
                                       "the attack cannot move the image", RuntimeWarning, stacklevel=2)
                     if trace:
                         self.trace.append({"iteration": t, "loss": float(loss.detach()),
-                                           "iou": float(_batch_iou(logits.detach(), y))})
+                                           "iou": float(logit_scores(logits, y)["iou"].mean())})
                     x_adv = self.project(self.step(x_adv.detach(), grad), x)
         finally:
-            self.model.train(was_training)
             for p, r in zip(self.model.parameters(), requires):
                 p.requires_grad_(r)
         return x_adv.detach()
@@ -147,14 +139,6 @@ def _check_inputs(images, masks) -> tuple[torch.Tensor, torch.Tensor]:
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError("images: expected values in [0, 1]")
     return images.float(), masks.float()
-
-
-def _batch_iou(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    pred = logits > 0
-    truth = target > 0.5
-    inter = (pred & truth).flatten(1).sum(1).float()
-    union = (pred | truth).flatten(1).sum(1).float()
-    return (inter / (union + 1e-5)).mean()
 
 
 class FGSM(Attack):
@@ -242,11 +226,6 @@ def random_sign_noise(images: torch.Tensor, eps: float, seed: int = 0) -> torch.
     return (x + eps * signs).clamp(0, 1)
 
 
-@torch.no_grad()
-def _predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([model(x[i:i + batch_size]) > 0 for i in range(0, len(x), batch_size)])
-
-
 def evaluate_attack(model: torch.nn.Module, images, masks, attack: str = "pgd", eps_list=PAPER_EPS, *,
                     batch_size: int = 16, seed: int = 0, progress: bool = False, **attack_kwargs):
     """Per image and budget: IoU, Dice and the paper's robustness ratio (attacked IoU / clean IoU).
@@ -255,21 +234,11 @@ def evaluate_attack(model: torch.nn.Module, images, masks, attack: str = "pgd", 
     (N, H, W) or (N, 1, H, W) arrays or tensors in [0, 1]; masks likewise. Returns a tidy DataFrame
     with columns image, attack, eps, eps_255, iou, dice, clean_iou, robustness.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from .metrics import segmentation_scores
-
-    x = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(masks), dtype=torch.float32)
-    if x.ndim == 3:
-        x, y = x[:, None], y[:, None]
-    x, y = _check_inputs(x, y)
+    x, y = _check_inputs(as_batch(images), as_batch(masks))
     if attack != "noise" and attack not in ATTACKS:
         raise ValueError(f"attack: unknown attack {attack!r}; expected one of {', '.join(ATTACKS)}, 'noise'")
-    device = _device(model)
-    clean_pred = _predict(model, x.to(device), batch_size).cpu()
-    clean = segmentation_scores(clean_pred[:, 0].numpy(), y[:, 0].numpy() > 0.5)
+    device = model_device(model)
+    clean = predict_scores(model, x, y, batch_size)
     rows = []
     for eps in tqdm(list(eps_list), desc=f"{attack}", disable=not progress, leave=False):
         adv = []
@@ -278,9 +247,9 @@ def evaluate_attack(model: torch.nn.Module, images, masks, attack: str = "pgd", 
             if attack == "noise":
                 adv.append(random_sign_noise(xb, eps, seed=seed + i))
             else:
-                adv.append(create_attack(attack, model, eps, seed=seed, **attack_kwargs)(xb.to(device), yb.to(device)).cpu())
-        pred = _predict(model, torch.cat(adv).to(device), batch_size).cpu()
-        scores = segmentation_scores(pred[:, 0].numpy(), y[:, 0].numpy() > 0.5)
+                attacker = create_attack(attack, model, eps, seed=seed, **attack_kwargs)
+                adv.append(attacker(xb.to(device), yb.to(device)).cpu())
+        scores = predict_scores(model, torch.cat(adv), y, batch_size)
         for k in range(len(x)):
             rows.append({"image": k, "attack": attack, "eps": float(eps), "eps_255": round(float(eps) * 255, 3),
                          "iou": float(scores["iou"][k]), "dice": float(scores["dice"][k]),

@@ -1,4 +1,5 @@
-"""The ``fmrobust`` command line: run, list and clean the study (`fmlib.study`)."""
+"""The ``fmrobust`` command line (also ``python -m fmlib``): run, list and clean the study
+(`fmlib.runner`), and assess a user's model (`fmlib.assay`)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+
 from .assay import NORMALIZATIONS, OUTPUTS
-from .study import NOTEBOOKS, PROFILE_NAMES, STRUCTURE_NAMES, StudyError, clean, find_root, plan, run
+from .paths import find_root
+from .profiles import PROFILE_NAMES, STRUCTURES
+from .runner import NOTEBOOKS, StudyError, clean, plan, run
 
 ASSAY_NOTEBOOK = "09_assess_your_model"
 
 
 def assess_report(args) -> Path:
     """Execute the assay notebook for ``fmrobust assess`` and write ``report.html`` beside it."""
-    import nbformat
-    import papermill
-    from nbconvert import HTMLExporter
-
     root = Path(args.root).resolve() if args.root else find_root()
     for flag, value in (("--model", args.model), ("--weights", args.weights)):
         if value and not Path(value).is_file():
@@ -101,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--model", help="TorchScript file of the model")
     source.add_argument("--factory", help="'package.module:function' returning the model (with --weights)")
     p_assess.add_argument("--weights", help="state-dict file for --factory")
-    p_assess.add_argument("--structure", required=True, choices=STRUCTURE_NAMES)
+    p_assess.add_argument("--structure", required=True, choices=STRUCTURES)
     p_assess.add_argument("--profile", default="standard", choices=PROFILE_NAMES)
     p_assess.add_argument("--out", required=True, help="folder for the executed notebook and report.html")
     p_assess.add_argument("--output", default="logits", choices=OUTPUTS, help="what the model returns")

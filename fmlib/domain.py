@@ -6,8 +6,8 @@ sim-to-real work does (Tobin et al. 2017), asks the model for what holds across 
 object, rather than for one acquisition's look. Every image keeps its exact ground truth; only the
 physics of `fmlib.synthesis.make_dataset` varies.
 
-This module is not part of the checkpoint cache's code version (`fmlib.training.code_version`):
-models trained on randomized data are trained with `fmlib.training.fit` where they are used.
+Models trained on randomized data are trained with `fmlib.training.fit` where they are used (the
+sim-to-real experiments of `fmlib.simtoreal`), not through the checkpoint cache.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ._checks import check_int, check_range, check_real
+from .realdata import normalize
+from .synthesis import STRUCTURES, Dataset, make_dataset
 
 #: Physics drawn log-uniformly (they act multiplicatively); the others are drawn uniformly.
 LOG_UNIFORM = ("snr", "background_ratio", "pixel_size_scale")
@@ -112,7 +115,8 @@ def randomized_dataset(structure: str, n: int, size: int = 128, *, seed: int = 0
     fmlib.synthesis.Dataset
         As from `make_dataset`, but each image is mapped to [0, 1] like a real image
         (`fmlib.realdata.normalize`: percentiles to fixed levels) rather than with the simulator's
-        fixed display range, which would clip images whose background rivals the signal; ``metadata[i]["physics"]`` holds image ``i``'s drawn physics and
+        fixed display range, which would clip images whose background rivals the signal;
+        ``metadata[i]["physics"]`` holds image ``i``'s drawn physics and
         ``params["randomized"]`` the ranges (so ``params["physics"]`` lacks the drawn ones, and
         ``Dataset.pixel_size_um`` is undefined).
 
@@ -122,9 +126,6 @@ def randomized_dataset(structure: str, n: int, size: int = 128, *, seed: int = 0
     >>> ds.images.shape, sorted(ds.metadata[0]["physics"])[:2]
     ((2, 64, 64), ['autofluorescence_ratio', 'background_ratio'])
     """
-    from .realdata import normalize
-    from .synthesis import STRUCTURES, Dataset, make_dataset
-
     check_int("n", n, low=1)
     check_int("seed", seed, low=0)
     if not isinstance(ranges, PhysicsRanges):
@@ -135,7 +136,6 @@ def randomized_dataset(structure: str, n: int, size: int = 128, *, seed: int = 0
     physics_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     indices = range(n)
     if progress:
-        from tqdm.auto import tqdm
         indices = tqdm(indices, desc=f"simulating randomized {structure}", unit="img")
     parts = []
     for i in indices:

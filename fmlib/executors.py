@@ -13,7 +13,7 @@ an executor:
   core. An evaluation is submitted with its training as a dependency, so it starts as soon as its
   model is trained.
 
-Jobs are idempotent and named by their cache keys (`fmlib.training.training_key`,
+Jobs are idempotent and named by their cache keys (`fmlib.checkpoints.training_key`,
 `fmlib.grid.evaluation_key`): a finished job is never re-run (its checkpoint or table is in the
 cache), a job that a worker loses is re-run (Dask reschedules it; an interrupted training resumes
 from its last epoch; a table is written under a temporary name and renamed, so no half table is
@@ -28,18 +28,30 @@ same seeds with 1 and 2 threads give weights that differ in their last bits.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int
-
-if TYPE_CHECKING:  # annotations only
-    import pandas
-
-    from .grid import EvaluationJob, TrainingJob
+from .checkpoints import training_key
+from .grid import (
+    EvaluationJob,
+    TrainingJob,
+    done_file,
+    evaluation_jobs,
+    evaluation_key,
+    run_evaluation,
+    train_job,
+    training_jobs,
+)
+from .paths import cache_dir
 
 EXECUTORS = ("serial", "dask")
 #: Seconds to wait for a scheduler before reporting that none answers.
@@ -50,51 +62,30 @@ class ExecutorError(RuntimeError):
     """The executor could not run the grid (no scheduler at the address, a job failed, ...)."""
 
 
-def job_key(job: "TrainingJob | EvaluationJob") -> str:
+def job_key(job: TrainingJob | EvaluationJob) -> str:
     """The Dask task name of `job`: its cache key, so the same job has the same name everywhere."""
-    from .grid import EvaluationJob, evaluation_key
-    from .training import training_key
-
     if isinstance(job, EvaluationJob):
         return f"{job.label}-{evaluation_key(job)}"
     return f"train-{job.model}-{job.structure}-{training_key(job.model, job.width, job.data, job.config)}"
 
 
-def _done_file(job: "TrainingJob | EvaluationJob", cache: str) -> Path:
-    """The file whose presence says that `job` finished: a checkpoint's ``done.json``, an evaluation's table."""
-    from .grid import EvaluationJob, evaluation_path
-    from .training import _folder
-
-    if isinstance(job, EvaluationJob):
-        return evaluation_path(job, cache)
-    return _folder(job.model, job.width, job.data, job.config, cache)[1] / "done.json"
-
-
-def _row(job: "TrainingJob | EvaluationJob", status: str, worker_pid: int | None, best_val_iou: float = float("nan"),
+def _row(job: TrainingJob | EvaluationJob, status: str, worker_pid: int | None, best_val_iou: float = float("nan"),
          train_time_s: float = float("nan")) -> dict:
-    from .grid import EvaluationJob
-
     kind, training = (job.kind, job.training) if isinstance(job, EvaluationJob) else ("train", job)
     return {"job": job_key(job), "kind": kind, "model": training.model, "structure": training.structure,
             "regime": training.regime, "status": status, "best_val_iou": best_val_iou, "train_time_s": train_time_s,
             "worker_pid": worker_pid}
 
 
-def cached_row(job: "TrainingJob | EvaluationJob", cache: str) -> dict:
+def cached_row(job: TrainingJob | EvaluationJob, cache: str) -> dict:
     """The report row of a finished job, read from its ``done.json`` (nothing is loaded)."""
-    import json
-
-    from .grid import EvaluationJob
-
     if isinstance(job, EvaluationJob):
         return _row(job, "cached", None)
-    done = json.loads(_done_file(job, cache).read_text())
+    done = json.loads(done_file(job, cache).read_text())
     return _row(job, "cached", None, done["best_val_iou"], done["train_time_s"])
 
 
 def _with_threads(threads: int, work: Callable):
-    import torch
-
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -103,24 +94,19 @@ def _with_threads(threads: int, work: Callable):
         torch.set_num_threads(previous)
 
 
-def train_job(job: "TrainingJob", cache: str, threads: int) -> dict:
+def training_task(job: TrainingJob, cache: str, threads: int) -> dict:
     """Run one training job with `threads` torch threads (idempotent: a finished job is loaded from
     the cache, an interrupted one resumes). Returns a row of the grid's report."""
-    from .training import train
-
-    status = "cached" if _done_file(job, cache).exists() else "trained"
-    result = _with_threads(threads, lambda: train(job.model, job.data, job.config, width=job.width, cache=cache,
-                                                  progress=False))
+    status = "cached" if done_file(job, cache).exists() else "trained"
+    result = _with_threads(threads, lambda: train_job(job, cache=cache, progress=False))
     return _row(job, status, os.getpid(), result.best_val_iou, result.train_time_s)
 
 
-def evaluate_job(job: "EvaluationJob", cache: str, threads: int, *after) -> dict:
+def evaluation_task(job: EvaluationJob, cache: str, threads: int, *after) -> dict:
     """Run one evaluation with `threads` torch threads (idempotent: a cached table is not recomputed).
     `after` are the results of the jobs it waits for (its training), unused."""
-    from .grid import evaluate
-
-    status = "cached" if _done_file(job, cache).exists() else "evaluated"
-    _with_threads(threads, lambda: evaluate(job, cache=cache))
+    status = "cached" if done_file(job, cache).exists() else "evaluated"
+    _with_threads(threads, lambda: run_evaluation(job, cache=cache))
     return _row(job, status, os.getpid())
 
 
@@ -128,9 +114,8 @@ def connect(scheduler: str | None = None, *, n_workers: int | None = None):
     """A `distributed.Client`: to the scheduler at `scheduler`, or to a new `LocalCluster` with
     `n_workers` single-threaded worker processes (default: one per core). Raises ExecutorError
     within `CONNECT_TIMEOUT_S` seconds when no scheduler answers at `scheduler`."""
-    import logging
-
-    from distributed import Client, LocalCluster
+    # distributed is heavy and only the dask executor needs it: imported here, not with the module.
+    from distributed import Client, LocalCluster  # noqa: PLC0415
 
     if scheduler is not None:
         try:
@@ -149,13 +134,13 @@ def connect(scheduler: str | None = None, *, n_workers: int | None = None):
 def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_workers: int | None = None,
              threads_per_job: int | None = None, cache: str | Path | None = None, client=None,
              evaluations: bool = True, on_result: Callable[[dict], None] | None = None,
-             progress: bool = True) -> "pandas.DataFrame":
+             progress: bool = True) -> pd.DataFrame:
     """Train every model of the study configuration `cfg`, then run every evaluation, skipping what
     is cached; one report row per job (``kind`` is ``"train"`` or the evaluation's kind).
 
     Parameters
     ----------
-    cfg : fmlib.study.Config
+    cfg : fmlib.profiles.Config
     executor : {"serial", "dask"}
     scheduler : str, optional
         Address of a running Dask scheduler (``tcp://host:8786``); without it, ``"dask"`` starts a
@@ -164,7 +149,7 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
         Torch threads of each job: default all of this process's for ``"serial"``, one for
         ``"dask"`` (one job per core). Identical results need the same value (module docstring).
     cache : path, optional
-        The checkpoint and evaluation cache (default `fmlib.training.cache_dir`); every worker must see it.
+        The checkpoint and evaluation cache (default `fmlib.paths.cache_dir`); every worker must see it.
     client : distributed.Client, optional
         Use this client instead of connecting (then `scheduler` and `n_workers` are ignored).
     evaluations : bool
@@ -172,19 +157,12 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
     on_result : callable, optional
         Called with each report row as its job finishes.
     """
-    import pandas as pd
-    import torch
-    from tqdm.auto import tqdm
-
-    from .grid import EvaluationJob, evaluation_jobs, training_jobs
-    from .training import cache_dir
-
     check_choice("executor", executor, EXECUTORS)
     cache = str(Path(cache if cache is not None else cache_dir()).resolve())
     threads = check_int("threads_per_job", threads_per_job if threads_per_job is not None else (
         torch.get_num_threads() if executor == "serial" else 1), low=1)
     jobs = [*training_jobs(cfg), *(evaluation_jobs(cfg) if evaluations else [])]
-    finished = [_done_file(job, cache).exists() for job in jobs]
+    finished = [done_file(job, cache).exists() for job in jobs]
     rows = [cached_row(job, cache) for job, done in zip(jobs, finished) if done]  # never sent anywhere
     todo = [job for job, done in zip(jobs, finished) if not done]
     keys = {job: job_key(job) for job in jobs}  # each key hashes the code: computed once per job
@@ -193,7 +171,7 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
     try:
         if executor == "serial":
             for job in todo:  # trainings come first in `jobs`, so every evaluation finds its model
-                run = evaluate_job if isinstance(job, EvaluationJob) else train_job
+                run = evaluation_task if isinstance(job, EvaluationJob) else training_task
                 rows.append(run(job, cache, threads))
                 on_result and on_result(rows[-1])
                 bar.update()
@@ -201,7 +179,8 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
             own = client is None
             client = client if client is not None else connect(scheduler, n_workers=n_workers)
             try:
-                from distributed import as_completed
+                # the dask executor's own dependency, imported where it is used (see connect)
+                from distributed import as_completed  # noqa: PLC0415
 
                 # retries: a job that raises (an out-of-memory worker, say) is tried again; a job on a
                 # worker that dies is rescheduled by the scheduler itself. An evaluation takes its
@@ -210,10 +189,10 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
                 for job in todo:
                     if isinstance(job, EvaluationJob):
                         after = [trainings[job.training]] if job.training in trainings else []
-                        future = client.submit(evaluate_job, job, cache, threads, *after, key=keys[job], pure=False,
+                        future = client.submit(evaluation_task, job, cache, threads, *after, key=keys[job], pure=False,
                                                retries=2)
                     else:
-                        future = trainings[job] = client.submit(train_job, job, cache, threads, key=keys[job],
+                        future = trainings[job] = client.submit(training_task, job, cache, threads, key=keys[job],
                                                                 pure=False, retries=2)
                     futures.append(future)
                 for future in as_completed(futures):

@@ -10,13 +10,10 @@ Image quality is measured against the clean image, per image:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import pandas as pd
+from scipy import stats
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
-    import pandas
 
 
 def image_quality(clean: np.ndarray, corrupted: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -98,7 +95,7 @@ def relative_robustness(degraded_iou, clean_iou) -> float:
     return float(np.mean(robustness_ratio(degraded_iou, clean_iou)))
 
 
-def adversarial_score(table, by: list[str]) -> "pandas.DataFrame":
+def adversarial_score(table, by: list[str]) -> pd.DataFrame:
     """The paper's adversarial robustness score: the relative robustness averaged over the budgets.
 
     `table` is tidy, one row per image and budget, with columns ``eps``, ``iou`` and ``clean_iou``
@@ -111,7 +108,7 @@ def adversarial_score(table, by: list[str]) -> "pandas.DataFrame":
 
 
 def corruption_errors(table, reference: str, *, model_col: str = "model", by: tuple[str, ...] = ("corruption",),
-                      value: str = "iou", clean_col: str = "clean_iou") -> "pandas.DataFrame":
+                      value: str = "iou", clean_col: str = "clean_iou") -> pd.DataFrame:
     """ImageNet-C corruption errors on ``1 - IoU``, relative to a fixed reference model (Kamann & Rother).
 
     For model f and corruption c, summing over severities s (means over images first):
@@ -150,11 +147,9 @@ def bootstrap_ci(values, statistic=np.mean, *, n_boot: int = 2000, confidence: f
 
 
 def bootstrap_scores(table, value: str, by: list[str], *, unit: str = "image", n_boot: int = 2000,
-                     confidence: float = 0.95, seed: int = 0) -> "pandas.DataFrame":
+                     confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Mean of `value` per group of `by`, with a bootstrap CI over the resampling `unit` (images;
     pass a column combining image and seed where there are several seeds)."""
-    import pandas as pd
-
     rows = []
     for key, group in table.groupby(by, sort=False):
         per_unit = group.groupby(unit)[value].mean().to_numpy()
@@ -165,11 +160,9 @@ def bootstrap_scores(table, value: str, by: list[str], *, unit: str = "image", n
 
 
 def bootstrap_ranks(table, value: str, *, model_col: str = "model", unit: str = "image", higher_is_better: bool = True,
-                    n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> "pandas.DataFrame":
+                    n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Rank of each model by the mean of `value`, with a bootstrap CI: the units (images) are resampled
     jointly for all models, so the ranks of one resample are consistent. Rank 1 is the best."""
-    import pandas as pd
-
     wide = table.pivot_table(index=unit, columns=model_col, values=value, aggfunc="mean").dropna()
     if wide.empty:
         raise ValueError(f"table: no {unit} has a {value} for every model")
@@ -184,7 +177,8 @@ def bootstrap_ranks(table, value: str, *, model_col: str = "model", unit: str = 
     boots = np.array([ranks(data[rng.integers(0, len(data), len(data))]) for _ in range(n_boot)])
     alpha = (1 - confidence) / 2
     return pd.DataFrame({model_col: wide.columns, "mean": data.mean(axis=0), "rank": ranks(data),
-                         "rank_ci_low": np.quantile(boots, alpha, axis=0), "rank_ci_high": np.quantile(boots, 1 - alpha, axis=0)}
+                         "rank_ci_low": np.quantile(boots, alpha, axis=0),
+                         "rank_ci_high": np.quantile(boots, 1 - alpha, axis=0)}
                         ).sort_values("rank").reset_index(drop=True)
 
 
@@ -192,8 +186,6 @@ def correlation_ci(x, y, *, method: str = "spearman", n_boot: int = 2000, confid
                    seed: int = 0) -> tuple[float, float, float]:
     """Spearman or Pearson correlation of paired values (e.g. one pair per model), with a bootstrap CI
     over the pairs: (r, low, high). Resamples with fewer than two distinct values are skipped."""
-    from scipy import stats
-
     if method not in ("spearman", "pearson"):
         raise ValueError(f"method: expected 'spearman' or 'pearson', got {method!r}")
     x = np.asarray(x, dtype=np.float64)

@@ -14,11 +14,24 @@ from typing import NamedTuple
 
 import numpy as np
 import tifffile
+from scipy import ndimage
+from skimage.feature import peak_local_max
+from skimage.filters import threshold_otsu
+from skimage.measure import regionprops_table
+from skimage.morphology import remove_small_objects
+from skimage.segmentation import clear_border, watershed
+from skimage.transform import rescale as _rescale
 
 from ._checks import check_int, check_real
+from .paths import data_dir
+from .synthesis import STRUCTURES, make_dataset
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.8
 LOW_LEVEL, HIGH_LEVEL = 0.1, 0.9
+#: The real nuclei sources of `nuclei_tiles` that only measure (test), and the one that chooses
+#: models, strengths and the real-data reference's training images (never scored as a test).
+REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
+SELECTION_SOURCE = "bbbc007_train"
 
 
 @dataclass
@@ -32,18 +45,6 @@ class RealImage:
     raw: np.ndarray
     clipped_fraction: float
     source: str
-
-
-def data_dir() -> Path:
-    """``data/real`` of the repository (or ``$FMROBUST_DATA``)."""
-    import os
-
-    env = os.environ.get("FMROBUST_DATA")
-    if env:
-        return Path(env)
-    from .study import find_root
-
-    return find_root() / "data" / "real"
 
 
 def normalize(raw: np.ndarray) -> tuple[np.ndarray, float]:
@@ -86,8 +87,6 @@ def rescale(item: RealImage, factor: float) -> RealImage:
     """`item` resampled by `factor` (0.5 halves each side): the image with anti-aliasing and linear
     interpolation, the labels and mask by nearest neighbour. Used to bring real nuclei to the
     simulator's nucleus size in pixels, as Cellpose rescales images to its training diameter."""
-    from skimage.transform import rescale as _rescale
-
     factor = check_real("factor", factor, low=0.05, high=20.0)
     image = _rescale(item.image, factor, order=1, anti_aliasing=factor < 1, preserve_range=True)
     labels = _rescale(item.labels, factor, order=0, anti_aliasing=False, preserve_range=True).astype(np.int32)
@@ -115,12 +114,9 @@ def diameters_px(labels: np.ndarray) -> np.ndarray:
     `labels` is one (H, W) label image or a stack (N, H, W) of them. Objects cut by the image border
     are left out: their size depends on the field of view, not on the objects.
     """
-    from skimage.measure import regionprops_table
-    from skimage.segmentation import clear_border
-
     stack = labels[None] if labels.ndim == 2 else labels
-    return np.concatenate([regionprops_table(clear_border(np.asarray(l)), properties=["equivalent_diameter_area"])
-                           ["equivalent_diameter_area"] for l in stack])
+    return np.concatenate([regionprops_table(clear_border(np.asarray(image)), properties=["equivalent_diameter_area"])
+                           ["equivalent_diameter_area"] for image in stack])
 
 
 def median_diameter_px(labels: np.ndarray) -> float:
@@ -139,8 +135,6 @@ def match_pixel_size(real_labels: np.ndarray, structure: str = "nuclei", *, n_im
     same way as the real one (`median_diameter_px`) and rescales the pixel size by the ratio;
     `iterations` times, starting from the structure's default.
     """
-    from .synthesis import STRUCTURES, make_dataset
-
     spec = STRUCTURES[structure]
     if not spec.has_instances:
         raise ValueError(f"structure: {structure!r} has no instances to measure; expected one of "
@@ -203,12 +197,6 @@ def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None) -> dict[s
 def otsu_watershed(image: np.ndarray, *, min_size_px: int = 16) -> np.ndarray:
     """The classic baseline: Otsu threshold, small objects removed, holes filled, touching nuclei
     split by a distance-transform watershed. Returns instance labels (int32); labels > 0 is the mask."""
-    from scipy import ndimage
-    from skimage.feature import peak_local_max
-    from skimage.filters import threshold_otsu
-    from skimage.morphology import remove_small_objects
-    from skimage.segmentation import watershed
-
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"image: expected a 2D image, got shape {image.shape}")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .metrics import bootstrap_ci, correlation_ci
+from .realdata import REAL_TEST_SOURCES
 
 
 @dataclass
@@ -82,11 +83,10 @@ def _against_standard(table, regime: str):
 
 
 #: The real test images of the real-image notebook, and the real images that choose among models there.
-REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
 SELECTION_SOURCE = "bbbc007_train"
 
 
-def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=None, clean_scores=None,
+def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_scores=None, clean_scores=None,
              n_boot: int = 2000, seed: int = 0) -> list[Finding]:
     """Evaluate every rule.
 
@@ -114,7 +114,8 @@ def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=No
                      "Spearman correlation across models", s.corruption_robustness, s.adversarial_robustness,
                      "Where attacks are a concern, measure adversarial robustness directly if this is not supported; "
                      "otherwise corruption robustness is a cheap proxy.", n_boot, seed),
-        _correlation("clean_vs_corruption", "Models that are more accurate on clean images are more robust to corruptions.",
+        _correlation("clean_vs_corruption",
+                     "Models that are more accurate on clean images are more robust to corruptions.",
                      "Spearman correlation across models", s.clean_iou, s.corruption_robustness,
                      "Do not choose a model by clean accuracy alone unless this is supported: benchmark it on "
                      "degraded images.", n_boot, seed),
@@ -123,7 +124,8 @@ def evaluate(models_summary, defenses, *, real_scores=None, randomized_scores=No
                      "Unless supported, a larger model is no substitute for robustness testing.", n_boot, seed),
         _group_difference("transformer_vs_cnn", "Transformers are more robust to corruptions than CNNs.",
                           "difference of mean corruption robustness (transformers - CNNs)",
-                          s[s.family == "transformer"].corruption_robustness, s[s.family == "cnn"].corruption_robustness,
+                          s[s.family == "transformer"].corruption_robustness,
+                          s[s.family == "cnn"].corruption_robustness,
                           "Prefer a transformer for degraded images only if this is supported.", n_boot, seed),
     ]
     pivot = defenses.pivot_table(index=["structure", "model"], columns="regime",
@@ -165,7 +167,8 @@ def _output_stride_rule(clean_scores, n_boot: int, seed: int, thin: str = "er", 
     gap = (iou[compact] - iou[thin]).dropna() if {thin, compact} <= set(iou.columns) else iou.index[:0].to_series()
     return _correlation("output_stride_thin", f"A coarser output (larger output stride) costs more accuracy on thin "
                         f"structures ({thin}) than on compact ones ({compact}).",
-                        f"Spearman correlation across models of output stride with clean IoU on {compact} minus on {thin}",
+                        f"Spearman correlation across models of output stride with clean IoU on {compact} minus on "
+                        f"{thin}",
                         stride.reindex(gap.index), gap,
                         "For thin or tubular structures, choose a model whose logits are at full or half resolution, "
                         "or give a coarse model a decoder down to stride 4 or finer.", n_boot, seed)

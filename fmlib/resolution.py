@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_array, check_choice, check_int, check_real
-from .metrics import segmentation_scores
+from .inference import eval_mode, logit_scores, model_device
 from .training import LOSSES, segmentation_loss
 
 OBJECTIVES = (*LOSSES, "iou")
@@ -85,7 +85,8 @@ def output_stride(model: torch.nn.Module, *, size: int = 128, strides: Sequence[
 
     Examples
     --------
-    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 8, stride=8), torch.nn.Upsample(scale_factor=8, mode="bilinear"))
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 8, stride=8),
+    ...                           torch.nn.Upsample(scale_factor=8, mode="bilinear"))
     >>> output_stride(net, size=64)
     8
     """
@@ -96,14 +97,9 @@ def output_stride(model: torch.nn.Module, *, size: int = 128, strides: Sequence[
             raise ValueError(f"size: expected a multiple of every stride in strides, got {size} (stride {s})")
     check_real("rtol", rtol, low=0, low_inclusive=False)
     seed = check_int("seed", seed, low=0)
-    device = next(model.parameters(), torch.empty(0)).device
     images = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(seed))
-    was_training = model.training
-    model.eval()
-    try:
-        logits = model(images.to(device)).double().cpu().flatten(0, 1)  # (N * C, H, W)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        logits = model(images.to(model_device(model))).double().cpu().flatten(0, 1)  # (N * C, H, W)
     if tuple(logits.shape[-2:]) != (size, size):
         raise ValueError(f"model: expected logits of size {size} x {size}, got {tuple(logits.shape[-2:])}")
     spread = torch.linalg.norm(logits - logits.mean())
@@ -123,7 +119,7 @@ def _upsample(z: torch.Tensor, size: tuple[int, int], align_corners: bool) -> to
 
 
 def _iou(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    return segmentation_scores(logits[:, 0].numpy() > 0, target[:, 0].numpy() > 0.5)["iou"]
+    return logit_scores(logits, target)["iou"]
 
 
 def _lbfgs(z: torch.Tensor, target: torch.Tensor, align_corners: bool, steps: int, loss: str) -> torch.Tensor:

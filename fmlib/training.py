@@ -11,33 +11,39 @@
   adversarial loss). The attacks come from `fmlib.attacks`.
 - The checkpoint with the best validation IoU is kept (validation IoU can dip for an epoch while
   BatchNorm statistics settle). Each epoch writes a resumable checkpoint.
-- `train` caches finished models by a hash of (model, data, training configuration, code);
-  `load_trained` returns a cached model without training.
+
+Cached training by content key (`train`, `load_trained`) lives in `fmlib.checkpoints`, prediction in
+`fmlib.inference`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int, check_real
+from .attacks import PGD
+from .cache import write_atomic
+from .inference import autocast, predict_scores, resolve_device
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 LOSSES = ("bce", "bce+dice")
 DEFENSES = ("none", "noise", "adversarial")
 ADV_METHODS = ("pgd", "fgsm_rs")
+#: The study's training regimes, each a defense: standard training (none), Gaussian-noise
+#: augmentation and adversarial training.
+REGIMES = ("standard", "noise", "adversarial")
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class TrainConfig:
             raise ValueError(f"mixed_precision: expected True or False, got {self.mixed_precision!r}")
         check_int("seed", self.seed, low=0)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -105,19 +111,12 @@ class TrainedModel:
     """A trained model (best validation checkpoint loaded) and how it got there."""
 
     model: torch.nn.Module
-    history: "object"          # pandas DataFrame: epoch, train_loss, val_iou, val_dice, lr, seconds
+    history: object          # pandas DataFrame: epoch, train_loss, val_iou, val_dice, lr, seconds
     best_epoch: int
     best_val_iou: float
     config: TrainConfig
     train_time_s: float
     key: str | None = None
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,42 +158,6 @@ def segmentation_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
     return total
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on CUDA when `enabled`; a no-op elsewhere, so CPU runs stay float32 and
-    reproducible bit for bit. bfloat16 keeps float32's range: no gradient scaler is needed."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(enabled) and device.type == "cuda")
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, images, batch_size: int = 16, device="auto", *,
-            mixed_precision: bool = False) -> np.ndarray:
-    """Binary predictions (sigmoid > 0.5) of `model` for images (N, H, W) in [0, 1]: bool (N, H, W).
-
-    `mixed_precision` runs the forward pass in bfloat16 on CUDA (ignored on the CPU)."""
-    device = resolve_device(device)
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    if x.ndim == 3:
-        x = x[:, None]
-    was_training = model.training
-    model.eval()
-    with autocast(device, mixed_precision):
-        out = torch.cat([model(x[i:i + batch_size].to(device)).cpu() > 0 for i in range(0, len(x), batch_size)])
-    model.train(was_training)
-    return out[:, 0].numpy()
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, data, batch_size: int = 16, device="auto", *,
-             mixed_precision: bool = False) -> dict[str, float]:
-    """Mean per-image IoU and Dice (threshold 0.5 on the sigmoid) of `model` on `data`."""
-    from .metrics import segmentation_scores
-
-    x, y = _as_tensors(data)
-    scores = segmentation_scores(predict(model, x, batch_size, device, mixed_precision=mixed_precision),
-                                 y[:, 0].numpy() > 0.5)
-    return {"iou": float(scores["iou"].mean()), "dice": float(scores["dice"].mean())}
-
-
 def _defended_loss(model, x, y, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     clean = segmentation_loss(model, x, y, config.loss)
     if config.defense == "none":
@@ -205,8 +168,6 @@ def _defended_loss(model, x, y, config: TrainConfig, generator: torch.Generator)
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
         other = (x + sigma.to(x.device) * noise.to(x.device)).clamp(0, 1)
     else:
-        from .attacks import PGD
-
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         if config.adv_method == "pgd":
             attack = PGD(model, config.adv_eps, step_size=config.adv_step, steps=config.adv_steps, seed=seed)
@@ -235,9 +196,7 @@ def _schedule(optimizer, config: TrainConfig):
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda scratch: torch.save(obj, scratch))
 
 
 def fit(model: torch.nn.Module, train_data, val_data, config: TrainConfig = TrainConfig(), *,
@@ -260,9 +219,6 @@ def fit(model: torch.nn.Module, train_data, val_data, config: TrainConfig = Trai
     progress : bool
         tqdm bar over epochs with the live loss and validation IoU.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
     device = resolve_device(device)
@@ -312,7 +268,8 @@ def fit(model: torch.nn.Module, train_data, val_data, config: TrainConfig = Trai
             optimizer.step()
             total += float(loss.detach()) * len(idx)
         scheduler.step()
-        scores = evaluate(model, val_data, device=device, mixed_precision=config.mixed_precision)
+        per_image = predict_scores(model, *val_data, mixed_precision=config.mixed_precision)
+        scores = {"iou": float(per_image["iou"].mean()), "dice": float(per_image["dice"].mean())}
         seconds = time.perf_counter() - start
         elapsed += seconds
         history.append({"epoch": epoch + 1, "train_loss": total / n, "val_iou": scores["iou"],
@@ -332,109 +289,3 @@ def fit(model: torch.nn.Module, train_data, val_data, config: TrainConfig = Trai
     model.load_state_dict(best_state)
     model.eval()
     return TrainedModel(model, pd.DataFrame(history), best_epoch, best_iou, config, elapsed)
-
-
-# ----------------------------------------------------------------------------------------------
-# Cached training
-# ----------------------------------------------------------------------------------------------
-
-def code_version() -> str:
-    """Hash of the code a trained model depends on: models, training, attacks and synthesis."""
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    files = [package / "training.py", package / "attacks.py", *sorted((package / "models").glob("*.py")),
-             *sorted((package / "synthesis").glob("*.py"))]
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    """``$FMROBUST_CACHE``, else ``.cache/`` of the study, else ``~/.cache/fmrobust``."""
-    env = os.environ.get("FMROBUST_CACHE")
-    if env:
-        return Path(env)
-    from .study import StudyError, find_root
-
-    try:
-        return find_root() / ".cache"
-    except StudyError:
-        return Path.home() / ".cache" / "fmrobust"
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """The synthetic training and validation data of a model (validation scenes differ from training)."""
-
-    structure: str
-    n_train: int
-    n_val: int
-    size: int = 128
-    snr: float = 8.0
-    seed: int = 0
-
-    def make(self):
-        from .synthesis import make_dataset
-
-        train = make_dataset(self.structure, self.n_train, self.size, snr=self.snr, seed=self.seed)
-        val = make_dataset(self.structure, self.n_val, self.size, snr=self.snr, seed=self.seed + 100_000)
-        return train, val
-
-
-def training_key(model_name: str, width: float, data: DataSpec, config: TrainConfig) -> str:
-    payload = {"model": model_name, "width": width, "data": dataclasses.asdict(data), "config": config.to_dict(),
-               "code": code_version()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _folder(model_name, width, data, config, root) -> tuple[str, Path]:
-    key = training_key(model_name, width, data, config)
-    return key, Path(root or cache_dir()) / "checkpoints" / f"{model_name}-{data.structure}-{key}"
-
-
-def train(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), *, width: float = 1.0,
-          cache: str | Path | None = None, device: str = "auto", progress: bool = True) -> TrainedModel:
-    """Train `model_name` on synthetic `data`, or return the cached result of the same training.
-
-    The cache key hashes the model, its width, the data specification, the configuration and the
-    code version (`code_version`); an interrupted training resumes from its last epoch.
-    """
-    from .models import create_model
-
-    key, folder = _folder(model_name, width, data, config, cache)
-    if (folder / "done.json").exists():
-        return load_trained(model_name, data, config, width=width, cache=cache, device=device)
-    train_set, val_set = data.make()
-    torch.manual_seed(config.seed)
-    model = create_model(model_name, width=width)
-    result = fit(model, train_set, val_set, config, checkpoint_dir=folder, device=device, progress=progress,
-                 description=f"{model_name} on {data.structure} ({config.defense})")
-    result.key = key
-    result.history.to_csv(folder / "history.csv", index=False)
-    (folder / "done.json").write_text(json.dumps({
-        "model": model_name, "width": width, "data": dataclasses.asdict(data), "config": config.to_dict(),
-        "best_epoch": result.best_epoch, "best_val_iou": result.best_val_iou, "train_time_s": result.train_time_s,
-        "key": key, "code": code_version()}, indent=2))
-    (folder / "last.pt").unlink(missing_ok=True)  # the best weights are all a finished model needs
-    return result
-
-
-def load_trained(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), *, width: float = 1.0,
-                 cache: str | Path | None = None, device: str = "auto") -> TrainedModel:
-    """The cached result of `train` with the same arguments; raises FileNotFoundError if not trained."""
-    import pandas as pd
-
-    from .models import create_model
-
-    key, folder = _folder(model_name, width, data, config, cache)
-    done = folder / "done.json"
-    if not done.exists():
-        raise FileNotFoundError(f"no trained {model_name!r} for these data and settings in {folder}; "
-                                "call fmlib.training.train(...) first")
-    info = json.loads(done.read_text())
-    model = create_model(model_name, width=width)
-    model.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
-    model.to(resolve_device(device)).eval()
-    return TrainedModel(model, pd.read_csv(folder / "history.csv"), info["best_epoch"], info["best_val_iou"], config,
-                        info["train_time_s"], key)

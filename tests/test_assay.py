@@ -59,29 +59,29 @@ def test_a_wrong_output_shape_states_the_contract(unet):
 
 def test_loading_errors_name_the_file_or_import_path(tmp_path, unet, monkeypatch):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
-        assay.load_model(tmp_path / "missing.pt")
+        assay.load_user_model(tmp_path / "missing.pt")
     torch.save(unet.state_dict(), tmp_path / "weights.pt")
     with pytest.raises(ValueError, match="not a TorchScript file.*factory"):
-        assay.load_model(tmp_path / "weights.pt")
+        assay.load_user_model(tmp_path / "weights.pt")
     with pytest.raises(ValueError, match="no_such_package"):
-        assay.load_model(factory="no_such_package.models:make")
+        assay.load_user_model(factory="no_such_package.models:make")
     with pytest.raises(ValueError, match="package.module:function"):
-        assay.load_model(factory="just_a_name")
+        assay.load_user_model(factory="just_a_name")
     (tmp_path / "lab_models.py").write_text("from fmlib.models import create_model\n\n"
                                             "def make():\n    return create_model('sim_unet')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    loaded = assay.load_model(factory="lab_models:make", weights=tmp_path / "weights.pt")
+    loaded = assay.load_user_model(factory="lab_models:make", weights=tmp_path / "weights.pt")
     x = torch.rand(1, 1, 64, 64)
     torch.testing.assert_close(loaded.eval()(x), unet(x))
     with pytest.raises(ValueError, match="has no function 'build'"):
-        assay.load_model(factory="lab_models:build")
+        assay.load_user_model(factory="lab_models:build")
     sys.modules.pop("lab_models", None)
 
 
 def test_torchscript_model_gets_the_study_tables(tmp_path, unet):
     path = tmp_path / "unet.pt"
     torch.jit.trace(unet, torch.rand(1, 1, 64, 64)).save(str(path))  # script() cannot compile Segmenter
-    result = assay.assess(assay.load_model(path), "nuclei", "smoke", name="mine", progress=False, **LIGHT)
+    result = assay.assess(assay.load_user_model(path), "nuclei", "smoke", name="mine", progress=False, **LIGHT)
     n_test, n_attacked = 4, 2  # the smoke profile's test and attacked images
     assert len(result.clean) == n_test and set(result.clean.columns) >= {"image", "iou", "dice"}
     assert len(result.corruption) == n_test * 2 * 5 and set(result.corruption.corruption) == {"defocus", "photon_noise"}

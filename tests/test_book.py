@@ -11,7 +11,7 @@ import pytest
 import yaml
 from myst_nb.core.variables import format_plain_text
 
-from fmlib import study
+from fmlib import runner
 
 COPY = ["notebooks", "data", "_config.yml", "_toc.yml", "references.bib"]
 GLUE_ROLE = re.compile(r"\{glue:text\}`(?:(?P<doc>[^`:]+)::)?(?P<key>\w+)(?::(?P<fmt>[^`]*))?`")
@@ -34,7 +34,7 @@ def built_book(tmp_path_factory, root=Path(__file__).resolve().parents[1]):
     (site / "book").mkdir()
     for page in (root / "book").glob("*.md"):
         shutil.copy(page, site / "book" / page.name)
-    manifest = study.run("smoke", root=site, progress=False)
+    manifest = runner.run("smoke", root=site, progress=False)
     jb = Path(sys.executable).with_name("jupyter-book")
     build = subprocess.run([str(jb), "build", str(site), "--path-output", str(site), "-W", "-n", "--keep-going"],
                            capture_output=True, text=True, timeout=600)
@@ -62,7 +62,7 @@ def test_every_toc_page_is_built(built_book):
 
 def test_notebook_pages_show_their_figures(built_book):
     site, _ = built_book
-    for name in study.NOTEBOOKS:
+    for name in runner.NOTEBOOKS:
         html = (site / "_build" / "html" / "book" / "notebooks" / f"{name}.html").read_text()
         images = [src for src in re.findall(r'<img[^>]+src="([^"]+\.png)"', html) if "_images/" in src]
         expected = (site / "book" / "notebooks" / f"{name}.ipynb").read_text().count("{glue:figure}")
@@ -74,7 +74,7 @@ def test_notebook_pages_show_their_figures(built_book):
 def test_glued_numbers_appear_in_the_text(built_book):
     site, _ = built_book
     pages = [site / "book" / f"{p.split('/')[-1]}.md" for p in _toc_files(site) if not p.startswith("book/notebooks")]
-    pages += [site / "book" / "notebooks" / f"{n}.ipynb" for n in study.NOTEBOOKS]
+    pages += [site / "book" / "notebooks" / f"{n}.ipynb" for n in runner.NOTEBOOKS]
     checked = 0
     for page in pages:
         text = page.read_text()
@@ -90,7 +90,7 @@ def test_glued_numbers_appear_in_the_text(built_book):
 
 def test_a_second_run_executes_nothing(built_book):
     site, _ = built_book
-    again = study.run("smoke", root=site, progress=False)
+    again = runner.run("smoke", root=site, progress=False)
     assert {entry["status"] for entry in again["notebooks"].values()} == {"cached"}
 
 

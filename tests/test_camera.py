@@ -3,8 +3,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fmlib.synthesis import (CAMERAS, Camera, expose, fit_photon_transfer, flat_field_pairs, get_camera,
-                             photon_transfer, signal_for_snr, snr_from_levels)
+from fmlib.synthesis import (
+    CAMERAS,
+    Camera,
+    expose,
+    fit_photon_transfer,
+    flat_field_pairs,
+    get_camera,
+    photon_transfer,
+    signal_for_snr,
+    snr_from_levels,
+)
 
 
 @pytest.mark.parametrize("name", ["scmos", "emccd"])
@@ -30,7 +39,8 @@ def test_expose_is_deterministic_and_saturates():
     field = np.full((32, 32), 5000.0)
     raw = expose(field, camera, rng=0)
     assert raw.dtype == np.uint16 and raw.max() == camera.max_adu == 4095
-    np.testing.assert_array_equal(expose(np.full((8, 8), 50.0), camera, rng=3), expose(np.full((8, 8), 50.0), camera, rng=3))
+    flat = np.full((8, 8), 50.0)
+    np.testing.assert_array_equal(expose(flat, camera, rng=3), expose(flat, camera, rng=3))
 
 
 @settings(max_examples=50, deadline=None)

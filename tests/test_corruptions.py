@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from fmlib.corruptions import (CORRUPTIONS, FAMILIES, corrupt, corrupt_dataset, corruption_table,
-                               list_corruptions)
+from fmlib.corruptions import CORRUPTIONS, FAMILIES, corrupt, corrupt_dataset, describe_corruptions, list_corruptions
 from fmlib.synthesis import make_dataset, measure_snr
 
 ALL = list_corruptions()
@@ -24,7 +23,7 @@ def test_registry_covers_five_families_with_sixteen_or_more():
                 "background_haze", "photobleaching", "saturation", "undersampling", "bit_depth",
                 "jpeg_compression", "stripes"}
     assert required <= set(ALL)
-    table = corruption_table()
+    table = describe_corruptions()
     assert list(table.corruption) == ALL and table.notna().all().all()
     assert list_corruptions("optics") == [n for n in ALL if CORRUPTIONS[n].family == "optics"]
 

@@ -5,18 +5,19 @@ import time
 import pytest
 import torch
 
-from fmlib import executors, grid, study
-from fmlib.training import load_trained
+from fmlib import executors, grid, paths, profiles, runner
+from fmlib.checkpoints import load_trained
 
 # The smoke grid on nuclei: two models x three regimes, each evaluated three ways (clean, two
 # corruptions, two attacks and the noise baseline): 6 trainings and 18 evaluations.
-CFG = study.resolve("smoke", structures=["nuclei"], corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"])
+CFG = profiles.resolve("smoke", structures=["nuclei"], corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"])
 N_JOBS = 6 + 18
 
 
 def _tables(cfg, cache) -> dict[str, bytes]:
     """Per evaluation job: the bytes of the CSV table it left in the cache."""
-    tables = {executors.job_key(job): grid.evaluation_path(job, cache).read_bytes() for job in grid.evaluation_jobs(cfg)}
+    tables = {executors.job_key(job): grid.evaluation_path(job, cache).read_bytes()
+              for job in grid.evaluation_jobs(cfg)}
     assert len(tables) == 18
     return tables
 
@@ -80,8 +81,9 @@ def test_a_wrong_scheduler_address_fails_fast_and_clearly():
 def test_the_runner_fails_clearly_on_a_wrong_scheduler(tmp_path, capsys, monkeypatch):
     from fmlib import cli
 
-    source = study.find_root() / "notebooks" / "03_training.ipynb"
-    monkeypatch.setattr(study, "plan", lambda *a, **k: [{"name": "03_training", "source": source, "up_to_date": False}])
+    source = paths.find_root() / "notebooks" / "03_training.ipynb"
+    step = {"name": "03_training", "source": source, "up_to_date": False}
+    monkeypatch.setattr(runner, "plan", lambda *a, **k: [step])
     assert cli.main(["run", "--profile", "smoke", "--root", str(tmp_path), "--executor", "dask", "--scheduler",
                      "tcp://127.0.0.1:9"]) == 1
     assert "no Dask scheduler answered" in capsys.readouterr().err
@@ -94,14 +96,12 @@ def test_the_runner_sends_the_grid_only_for_notebooks_that_run_it(tmp_path, monk
     """01 does not import fmlib.grid: a run of it alone must not start (or wait for) a cluster."""
     import papermill
 
-    from fmlib import executors as executors_module
-
     class Stop(Exception):
         pass
 
     sent = []
-    source = study.find_root() / "notebooks" / f"{notebook}.ipynb"
-    monkeypatch.setattr(study, "plan", lambda *a, **k: [{"name": notebook, "source": source, "up_to_date": False,
+    source = paths.find_root() / "notebooks" / f"{notebook}.ipynb"
+    monkeypatch.setattr(runner, "plan", lambda *a, **k: [{"name": notebook, "source": source, "up_to_date": False,
                                                          "parameters": {}, "key": "k"}])
 
     def send(*args, **kwargs):
@@ -111,8 +111,8 @@ def test_the_runner_sends_the_grid_only_for_notebooks_that_run_it(tmp_path, monk
     def execute(*args, **kwargs):  # the notebook itself is not executed: the decision came before it
         raise Stop()
 
-    monkeypatch.setattr(executors_module, "run_grid", send)
+    monkeypatch.setattr(runner, "run_grid", send)
     monkeypatch.setattr(papermill, "execute_notebook", execute)
-    with pytest.raises((Stop, study.StudyError)):
-        study.run("smoke", root=tmp_path, executor="dask", progress=False)
+    with pytest.raises((Stop, runner.StudyError)):
+        runner.run("smoke", root=tmp_path, executor="dask", progress=False)
     assert bool(sent) == sends_grid

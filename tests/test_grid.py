@@ -1,10 +1,11 @@
 import pytest
 
-from fmlib import grid, study
+from fmlib import evaluation, grid, profiles
+from fmlib.checkpoints import load_trained, train
 
 
 def test_defended_regimes_only_on_the_defense_structures():
-    cfg = study.resolve("smoke", models=["unet3"], defense_structures=["nuclei"])
+    cfg = profiles.resolve("smoke", models=["unet3"], defense_structures=["nuclei"])
     jobs = grid.training_jobs(cfg)
     assert {(j.structure, j.regime) for j in jobs} == {("nuclei", "standard"), ("nuclei", "noise"),
                                                        ("nuclei", "adversarial"), ("mitochondria", "standard"),
@@ -14,14 +15,14 @@ def test_defended_regimes_only_on_the_defense_structures():
 
 
 def test_train_config_follows_the_study_parameters():
-    cfg = study.resolve("smoke", loss="bce", lr=1e-3)
+    cfg = profiles.resolve("smoke", loss="bce", lr=1e-3)
     config = grid.train_config(cfg, "adversarial")
     assert (config.loss, config.lr, config.defense, config.adv_method) == ("bce", 1e-3, "adversarial", cfg.adv_method)
-    assert grid.train_config(study.resolve("smoke"), "standard").loss == "bce+dice"
+    assert grid.train_config(profiles.resolve("smoke"), "standard").loss == "bce+dice"
     with pytest.raises(ValueError, match="regime"):
         grid.train_config(cfg, "mixup")
     with pytest.raises(ValueError, match="loss"):
-        study.resolve("smoke", loss="focal")
+        profiles.resolve("smoke", loss="focal")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -29,11 +30,12 @@ def test_train_config_follows_the_study_parameters():
 # ----------------------------------------------------------------------------------------------
 
 def test_every_trained_model_gets_the_three_evaluations_with_its_regimes_attacks():
-    cfg = study.resolve("smoke", models=["unet3"], defense_structures=["nuclei"])
+    cfg = profiles.resolve("smoke", models=["unet3"], defense_structures=["nuclei"])
     jobs = grid.evaluation_jobs(cfg)
     assert len(jobs) == 3 * len(grid.training_jobs(cfg))
     attacks = {(j.training.structure, j.training.regime): dict(j.parameters) for j in jobs if j.kind == "attack"}
-    assert attacks[("er", "standard")]["attacks"] == tuple(cfg.attacks) and attacks[("er", "standard")]["noise_baseline"]
+    assert attacks[("er", "standard")]["attacks"] == tuple(cfg.attacks)
+    assert attacks[("er", "standard")]["noise_baseline"]
     assert attacks[("nuclei", "adversarial")]["attacks"] == (cfg.defense_attack,)
     assert not attacks[("nuclei", "adversarial")]["noise_baseline"]
     with pytest.raises(ValueError, match="kind"):
@@ -42,7 +44,7 @@ def test_every_trained_model_gets_the_three_evaluations_with_its_regimes_attacks
 
 def test_an_evaluation_key_follows_only_the_parameters_it_reads():
     def key(kind, **overrides):
-        cfg = study.resolve("smoke", **overrides)
+        cfg = profiles.resolve("smoke", **overrides)
         return grid.evaluation_key(grid.evaluation_job(cfg, kind, grid.training_jobs(cfg)[0]))
 
     assert key("corruption") == key("corruption", n_boot=50, attack_steps=7)  # neither is read by a corruption run
@@ -57,11 +59,9 @@ def test_an_evaluation_key_follows_only_the_parameters_it_reads():
 def trained(tmp_path_factory):
     """A smoke grid of one model on nuclei, trained into a cache of its own."""
     cache = tmp_path_factory.mktemp("cache")
-    cfg = study.resolve("smoke", models=["sim_unet"], reference_model="sim_unet", structures=["nuclei"],
+    cfg = profiles.resolve("smoke", models=["sim_unet"], reference_model="sim_unet", structures=["nuclei"],
                         regimes=["standard"],
                         corruptions=["defocus", "photon_noise"], attacks=["fgsm"], eps_255=[2, 8])
-    from fmlib.training import train
-
     job = grid.training_jobs(cfg)[0]
     train(job.model, job.data, job.config, width=job.width, cache=cache, progress=False)
     return cfg, cache
@@ -85,12 +85,10 @@ def test_an_evaluation_is_computed_once_then_read_from_the_cache(trained, monkey
     cached = grid.evaluation(cfg, "corruption", "sim_unet", "nuclei", cache=cache)
     pd.testing.assert_frame_equal(cached, computed)
     # The cache keeps every float bit: the table read back equals the table computed in memory.
-    from fmlib.training import load_trained
-
     job = grid.training_jobs(cfg)[0]
     net = load_trained(job.model, job.data, job.config, width=job.width, cache=cache).model
     monkeypatch.undo()
-    fresh = grid.corruption_table(cfg, net, grid.test_set(cfg, "nuclei"))
+    fresh = evaluation.corruption_table(cfg, net, grid.test_set(cfg, "nuclei"))
     assert np.array_equal(fresh.iou.to_numpy(), cached.iou.to_numpy())
 
 
@@ -100,15 +98,6 @@ def test_an_attack_evaluation_runs_the_grids_attacks_and_the_noise_baseline(trai
     assert set(table.attack) == {"fgsm", "noise"} and set(table.eps_255) == {2.0, 8.0}
     assert len(table) == 2 * 2 * cfg.n_attack_images
 
-
-def test_attack_table_with_no_attacks_runs_only_the_noise_baseline(trained):
-    cfg, cache = trained
-    from fmlib.training import load_trained
-
-    job = grid.training_jobs(cfg)[0]
-    net = load_trained(job.model, job.data, job.config, width=job.width, cache=cache).model
-    table = grid.attack_table(cfg, net, grid.test_set(cfg, "nuclei"), attacks=[], noise_baseline=True)
-    assert set(table.attack) == {"noise"}
 
 
 def test_an_evaluation_outside_the_grid_or_of_an_untrained_model_fails_clearly(trained, tmp_path):

@@ -1,7 +1,21 @@
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fmlib.metrics import image_quality
+from fmlib.metrics import (
+    adversarial_score,
+    bootstrap_ci,
+    bootstrap_ranks,
+    bootstrap_scores,
+    correlation_ci,
+    corruption_errors,
+    image_quality,
+    relative_robustness,
+    robustness_ratio,
+    segmentation_scores,
+)
 
 
 def test_image_quality_of_known_noise():
@@ -25,22 +39,6 @@ def test_image_quality_rejects_bad_shapes():
     with pytest.raises(ValueError, match="mask"):
         image_quality(np.zeros((8, 8)), np.zeros((8, 8)), np.zeros((8, 8)))
 
-
-import pandas as pd
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from fmlib.metrics import (
-    adversarial_score,
-    bootstrap_ci,
-    bootstrap_ranks,
-    bootstrap_scores,
-    correlation_ci,
-    corruption_errors,
-    relative_robustness,
-    robustness_ratio,
-    segmentation_scores,
-)
 
 
 def test_segmentation_scores_match_hand_counts():
@@ -91,7 +89,8 @@ def test_bootstrap_intervals_cover_and_are_deterministic():
     assert lo < 0.7 < hi and lo < est < hi and hi - lo < 0.05
     assert bootstrap_ci(values, seed=3) == (est, lo, hi)
     table = pd.DataFrame({"model": np.repeat(["a", "b"], 50), "image": np.tile(range(50), 2),
-                          "iou": np.r_[np.full(50, 0.9), np.full(50, 0.5)] + np.random.default_rng(2).normal(0, .01, 100)})
+                          "iou": np.r_[np.full(50, 0.9), np.full(50, 0.5)]
+                          + np.random.default_rng(2).normal(0, .01, 100)})
     scores = bootstrap_scores(table, "iou", ["model"]).set_index("model")
     assert scores.loc["a", "ci_low"] > scores.loc["b", "ci_high"]
     ranks = bootstrap_ranks(table, "iou")

@@ -31,15 +31,15 @@ def _by_key(findings):
 
 
 def test_verdicts_follow_the_sign_of_the_confidence_interval():
-    found = _by_key(recommendations.evaluate(_models(slope=1.0), _defenses(noise_gain=0.05), n_boot=300))
+    found = _by_key(recommendations.evaluate_rules(_models(slope=1.0), _defenses(noise_gain=0.05), n_boot=300))
     assert found["corruption_vs_adversarial"].verdict == "supported"
     assert found["noise_augmentation"].verdict == "supported"
     assert found["adversarial_training"].verdict == "supported"
     assert found["noise_augmentation"].estimate == pytest.approx(0.05, abs=0.01)
-    found = _by_key(recommendations.evaluate(_models(slope=-1.0), _defenses(noise_gain=-0.05), n_boot=300))
+    found = _by_key(recommendations.evaluate_rules(_models(slope=-1.0), _defenses(noise_gain=-0.05), n_boot=300))
     assert found["corruption_vs_adversarial"].verdict == "contradicted"
     assert found["noise_augmentation"].verdict == "contradicted"
-    few = _by_key(recommendations.evaluate(_models(n=3), _defenses(n=3), n_boot=100))
+    few = _by_key(recommendations.evaluate_rules(_models(n=3), _defenses(n=3), n_boot=100))
     assert few["corruption_vs_adversarial"].verdict == "not testable"
     assert "real" not in " ".join(few)  # the real-image rules need the real-image tables
 
@@ -58,7 +58,7 @@ def _real_scores(adversarial_gain):
 
 
 def test_real_image_rules_compare_each_model_with_its_standard_training():
-    found = _by_key(recommendations.evaluate(_models(), _defenses(), real_scores=_real_scores(0.1), n_boot=300))
+    found = _by_key(recommendations.evaluate_rules(_models(), _defenses(), real_scores=_real_scores(0.1), n_boot=300))
     assert found["adversarial_training_real"].verdict == "supported"
     assert found["adversarial_training_real"].estimate == pytest.approx(0.1, abs=0.005)
     assert found["adversarial_training_real"].n == 6  # models, not tiles
@@ -75,7 +75,7 @@ def test_randomization_rule_uses_the_strength_chosen_on_the_selection_images():
                 g = gain["sel"] if source == "bbbc007_train" else gain["test"]
                 rows.append({"method": "m", "strength": strength, "source": source, "tile": f"{source}/{t}",
                              "iou": 0.6 + g + 0.001 * t})
-    found = _by_key(recommendations.evaluate(_models(), _defenses(), randomized_scores=pd.DataFrame(rows),
+    found = _by_key(recommendations.evaluate_rules(_models(), _defenses(), randomized_scores=pd.DataFrame(rows),
                                              n_boot=300))
     rule = found["domain_randomization_real"]
     assert rule.verdict == "supported" and rule.estimate == pytest.approx(0.05) and rule.n == 20
@@ -94,14 +94,14 @@ def _clean_scores(strides, gap_per_stride, structures=("nuclei", "mitochondria",
 
 def test_output_stride_rule_correlates_stride_with_the_thin_structure_gap():
     strides = [1, 1, 2, 4, 4, 8, 8, 16]
-    rule = _by_key(recommendations.evaluate(_models(), _defenses(), clean_scores=_clean_scores(strides, 0.02),
+    rule = _by_key(recommendations.evaluate_rules(_models(), _defenses(), clean_scores=_clean_scores(strides, 0.02),
                                             n_boot=300))["output_stride_thin"]
     assert rule.verdict == "supported" and rule.estimate > 0.9 and rule.n == len(strides)
-    rule = _by_key(recommendations.evaluate(_models(), _defenses(), clean_scores=_clean_scores(strides, -0.02),
+    rule = _by_key(recommendations.evaluate_rules(_models(), _defenses(), clean_scores=_clean_scores(strides, -0.02),
                                             n_boot=300))["output_stride_thin"]
     assert rule.verdict == "contradicted"
     # one stride for every model (the smoke profile's two U-Nets), or no ER: nothing to test
     for scores in (_clean_scores([1] * 6, 0.02), _clean_scores(strides, 0.02, structures=("nuclei",))):
-        rule = _by_key(recommendations.evaluate(_models(), _defenses(), clean_scores=scores,
+        rule = _by_key(recommendations.evaluate_rules(_models(), _defenses(), clean_scores=scores,
                                                 n_boot=100))["output_stride_thin"]
         assert rule.verdict == "not testable"

@@ -8,8 +8,7 @@ from skimage.measure import regionprops_table
 from skimage.morphology import skeletonize
 from skimage.registration import phase_cross_correlation
 
-from fmlib.synthesis import (STRUCTURES, iter_images, list_structures, load_tiff, make_dataset, measure_snr,
-                             save_tiff)
+from fmlib.synthesis import STRUCTURES, iter_images, list_structures, load_tiff, make_dataset, measure_snr, save_tiff
 
 ALL = list_structures()
 

@@ -8,7 +8,15 @@ logits. Attacks and corruptions therefore act in image-intensity space whatever 
 Every model is built from scratch (random weights; nothing is downloaded).
 """
 
-from .registry import MODELS, ModelSpec, Segmenter, count_flops, count_parameters, create_model, list_models
+from .registry import (
+    MODELS,
+    ModelSpec,
+    Segmenter,
+    count_flops,
+    count_parameters,
+    create_model,
+    list_models,
+)
 
 # Importing the modules registers their models, in the order of the book's tables.
 from . import unet, vgg, resnet_models, transformers  # noqa: E402,F401  isort: skip

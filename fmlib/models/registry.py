@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .._checks import check_int, check_real
+from ..inference import eval_mode
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,7 @@ def count_flops(model: nn.Module, size: int = 128, in_channels: int = 1) -> int:
 
     Counted by `torch.utils.flop_counter` (a multiply-add counts as two operations).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with eval_mode(model), torch.no_grad(), counter:
         model(torch.rand(1, in_channels, size, size))
-    model.train(was_training)
     return int(counter.get_total_flops())

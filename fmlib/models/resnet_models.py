@@ -27,7 +27,8 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, dilati
 
 def aux_head(c_in: int, classes: int, width: float) -> nn.Sequential:
     """A small FCN head for deep supervision on an intermediate feature map."""
-    return nn.Sequential(conv_bn_relu(c_in, scaled(64, width)), nn.Dropout2d(0.1), nn.Conv2d(scaled(64, width), classes, 1))
+    return nn.Sequential(conv_bn_relu(c_in, scaled(64, width)), nn.Dropout2d(0.1),
+                         nn.Conv2d(scaled(64, width), classes, 1))
 
 
 @register_model("deeplabv3plus", family="cnn", paper_parameters_m=40.34, depth=5,

@@ -1,14 +1,44 @@
 """Physics-based synthesis of fluorescence microscopy images with exact ground truth.
 
 structures (masks and fluorophore density) -> optics (PSF) -> camera (photons, noise, ADU).
+
+`registry` names the structures and their microscopes, `datasets` simulates them (`make_dataset`,
+`iter_images`) and maps raw counts to display images, `tiff` writes and reads datasets, `snr`
+measures the SNR of images.
 """
 
-from .camera import (CAMERAS, Camera, expose, fit_photon_transfer, flat_field_pairs, get_camera, photon_transfer,
-                     signal_for_snr, snr_from_levels, to_electrons)
-from .datasets import (DISPLAY_BLACK, DISPLAY_SIGNAL, PHYSICS_DEFAULTS, STRUCTURES, Dataset, display_from_raw,
-                       estimate_snr, iter_images, list_structures, load_tiff, make_dataset, measure_snr,
-                       save_tiff)
-from .optics import MODALITIES, Optics, depth_of_field_um, gaussian_psf_sigma_px, psf_image, pupil_psf
+from .camera import (
+                     CAMERAS,
+                     Camera,
+                     expose,
+                     fit_photon_transfer,
+                     flat_field_pairs,
+                     get_camera,
+                     photon_transfer,
+                     signal_for_snr,
+                     snr_from_levels,
+                     to_electrons,
+)
+from .datasets import (
+                     DISPLAY_BLACK,
+                     DISPLAY_SIGNAL,
+                     PHYSICS_DEFAULTS,
+                     Dataset,
+                     display_from_raw,
+                     iter_images,
+                     make_dataset,
+)
+from .optics import (
+                     MODALITIES,
+                     Optics,
+                     depth_of_field_um,
+                     gaussian_psf_sigma_px,
+                     psf_image,
+                     pupil_psf,
+)
+from .registry import STRUCTURES, list_structures
+from .snr import estimate_snr, measure_snr
+from .tiff import load_tiff, save_tiff
 
 __all__ = [
     "CAMERAS", "Camera", "DISPLAY_BLACK", "DISPLAY_SIGNAL", "Dataset", "MODALITIES", "Optics",

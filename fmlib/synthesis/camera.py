@@ -226,7 +226,8 @@ def fit_photon_transfer(mean_adu: np.ndarray, variance_adu2: np.ndarray, *,
             "read_noise_e": float(math.sqrt(read_var_adu2) / gain)}
 
 
-def flat_field_pairs(levels_e: np.ndarray, camera: Camera, size_px: int = 256, rng=None) -> tuple[np.ndarray, np.ndarray]:
+def flat_field_pairs(levels_e: np.ndarray, camera: Camera, size_px: int = 256,
+                     rng=None) -> tuple[np.ndarray, np.ndarray]:
     """Two exposures of uniform fields at each level of expected electrons: input for `photon_transfer`."""
     levels_e = check_array("levels_e", levels_e, ndim=(1,), nonnegative=True)
     check_int("size_px", size_px, low=8)

@@ -2,7 +2,7 @@
 
 ``make_dataset`` draws `n` fields of view; ``iter_images`` streams the same images one at a time
 (image ``i`` of a stream equals image ``i`` of a dataset with the same arguments), for training
-on fresh images every epoch. ``save_tiff`` / ``load_tiff`` write and read them as TIFF files.
+on fresh images every epoch. `fmlib.synthesis.tiff` writes and reads them as TIFF files.
 
 Display mapping (raw counts -> float image in [0, 1])
 ------------------------------------------------------
@@ -18,59 +18,27 @@ counts keep the full, unclipped statistics.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
-import tifffile
-from scipy import ndimage
+from tqdm.auto import tqdm
 
 from .._checks import check_choice, check_int, check_range, check_real
 from . import structures
-from .camera import Camera, expose, get_camera, signal_for_snr, snr_from_levels, to_electrons
+from .camera import (
+    Camera,
+    expose,
+    get_camera,
+    signal_for_snr,
+    snr_from_levels,
+    to_electrons,
+)
 from .optics import MODALITIES, Optics, bin_pixels, blur
+from .registry import STRUCTURES, StructureSpec
 
 DISPLAY_BLACK = 0.1
 DISPLAY_SIGNAL = 0.35
-
-
-@dataclass(frozen=True)
-class StructureSpec:
-    """A registered structure: its generator, typical microscope and default parameters."""
-
-    name: str
-    generate: object
-    description: str
-    has_instances: bool
-    pixel_size_um: float
-    wavelength_nm: float
-    numerical_aperture: float
-    refractive_index: float
-    params: dict = field(default_factory=dict)
-
-
-STRUCTURES: dict[str, StructureSpec] = {
-    "nuclei": StructureSpec(
-        "nuclei", structures.nuclei, "Cell nuclei (Hoechst/DAPI), 20x/0.75 air objective, 2x2 binning",
-        True, pixel_size_um=0.5, wavelength_nm=461.0, numerical_aperture=0.75, refractive_index=1.0,
-        params=dict(n_nuclei=(5, 40), diameter_um=(5.0, 12.0), aspect=(1.0, 1.6), roughness=0.06,
-                    min_separation=0.9, mitotic_fraction=0.08, brightness_cv=0.25, texture_contrast=0.25,
-                    texture_scale_um=0.6)),
-    "mitochondria": StructureSpec(
-        "mitochondria", structures.mitochondria, "Mitochondria (MitoTracker Red), 100x/1.4 oil objective",
-        True, pixel_size_um=0.1, wavelength_nm=599.0, numerical_aperture=1.4, refractive_index=1.518,
-        params=dict(density_per_100um2=8.0, width_um=(0.3, 0.7), length_um=(1.0, 10.0), branch_fraction=0.3,
-                    punctum_fraction=0.2, punctum_diameter_um=(0.4, 0.8), persistence_um=3.0,
-                    brightness_cv=0.2)),
-    "er": StructureSpec(
-        "er", structures.er, "Endoplasmic reticulum (GFP-Sec61b), 100x/1.4 oil objective",
-        False, pixel_size_um=0.1, wavelength_nm=510.0, numerical_aperture=1.4, refractive_index=1.518,
-        params=dict(mesh_size_um=1.5, width_um=(0.2, 0.35), edge_dropout=0.2, bow=0.15, n_sheets=(0, 2),
-                    sheet_diameter_um=(1.5, 4.0), sheet_brightness=0.8)),
-}
 
 #: Physics parameters shared by all structures, with their defaults (None: the structure's default).
 PHYSICS_DEFAULTS: dict = dict(
@@ -78,11 +46,6 @@ PHYSICS_DEFAULTS: dict = dict(
     modality="widefield", defocus_um=0.0, camera="scmos", background_ratio=0.1,
     autofluorescence_ratio=0.05, autofluorescence_scale_um=3.0, supersample=2,
 )
-
-
-def list_structures() -> list[str]:
-    """Names of the registered structures."""
-    return list(STRUCTURES)
 
 
 @dataclass
@@ -283,7 +246,6 @@ def make_dataset(structure: str, n: int, size: int | tuple[int, int] = 128, snr:
     spec, size, phys, sparams, optics, camera = _resolve(structure, size, snr, physics)
     indices = range(n)
     if progress:
-        from tqdm.auto import tqdm
         indices = tqdm(indices, desc=f"simulating {structure}", unit="img")
     samples = [_simulate(spec, size, snr, phys, sparams, optics, camera, seed, i, noise_seed) for i in indices]
     labels = np.stack([s["labels"] for s in samples]) if spec.has_instances else None
@@ -318,103 +280,3 @@ def display_from_raw(raw: np.ndarray, signal_e: float, camera: Camera) -> np.nda
     """Apply the display mapping (module docstring) to raw counts of one image."""
     electrons = (raw.astype(np.float64) - camera.offset_adu) / camera.gain_adu_per_e
     return np.clip(DISPLAY_BLACK + DISPLAY_SIGNAL * electrons / signal_e, 0.0, 1.0).astype(np.float32)
-
-
-# ----------------------------------------------------------------------------------------------
-# TIFF I/O
-# ----------------------------------------------------------------------------------------------
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
-def save_tiff(dataset: Dataset, folder: str | Path) -> Path:
-    """Write a dataset as TIFF files: ``images/NNNN.tif`` (uint16 raw counts), ``masks/NNNN.tif``
-    (uint8) and, where the structure has instances, ``labels/NNNN.tif`` (uint16 or int32).
-
-    Every image carries the pixel size in its resolution tags (pixels per cm, which Fiji and
-    napari read as µm) and, as JSON in its ImageDescription, all simulation parameters and its own
-    metadata, so each file stands alone. Returns the folder.
-    """
-    folder = Path(folder)
-    for sub in ("images", "masks") + (("labels",) if dataset.labels is not None else ()):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    px_per_cm = 1e4 / dataset.pixel_size_um
-    for i in range(len(dataset)):
-        description = json.dumps({"fmrobust": {"params": dataset.params, "meta": dataset.metadata[i]}},
-                                 default=_json_default)
-        common = dict(resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER", metadata=None)
-        tifffile.imwrite(folder / "images" / f"{i:04d}.tif", dataset.raw[i], description=description, **common)
-        tifffile.imwrite(folder / "masks" / f"{i:04d}.tif", dataset.masks[i], **common)
-        if dataset.labels is not None:
-            tifffile.imwrite(folder / "labels" / f"{i:04d}.tif", dataset.labels[i], **common)
-    return folder
-
-
-def load_tiff(folder: str | Path) -> Dataset:
-    """Read a dataset written by `save_tiff`; the float images are rebuilt from the raw counts."""
-    folder = Path(folder)
-    files = sorted((folder / "images").glob("*.tif"))
-    if not files:
-        raise ValueError(f"folder: no images/*.tif in {folder}")
-    raws, masks, labels, metas, params = [], [], [], [], None
-    for f in files:
-        with tifffile.TiffFile(f) as tif:
-            raws.append(tif.pages[0].asarray())
-            info = json.loads(tif.pages[0].description)["fmrobust"]
-        params = info["params"]
-        metas.append(info["meta"])
-        masks.append(tifffile.imread(folder / "masks" / f.name))
-        if (folder / "labels" / f.name).exists():
-            labels.append(tifffile.imread(folder / "labels" / f.name))
-    camera = Camera(**params["camera"])
-    images = np.stack([display_from_raw(r, m["signal_e"], camera) for r, m in zip(raws, metas)])
-    return Dataset(structure=params["structure"], images=images, raw=np.stack(raws), masks=np.stack(masks),
-                   labels=np.stack(labels).astype(np.int32) if labels else None, metadata=metas, params=params)
-
-
-def measure_snr(image_a: np.ndarray, image_b: np.ndarray, mask: np.ndarray, *, background_margin_px: int = 3) -> float:
-    """Measure the SNR of two exposures of the same scene, in any linear unit (electrons, ADU - offset).
-
-    Signal: mean over the mask of the first image, minus the mean of the background (pixels farther
-    than `background_margin_px` from the mask). Noise: ``sqrt(var(a - b) / 2)`` over the mask,
-    which is the noise at the foreground signal level without the scene's own texture.
-    """
-    a = np.asarray(image_a, dtype=np.float64)
-    b = np.asarray(image_b, dtype=np.float64)
-    mask = np.asarray(mask).astype(bool)
-    if a.shape != b.shape or a.shape != mask.shape:
-        raise ValueError(f"image_b, mask: expected the shape of image_a {a.shape}, got {b.shape} and {mask.shape}")
-    far = ~ndimage.binary_dilation(mask, iterations=background_margin_px, axes=(-2, -1))
-    if not mask.any() or not far.any():
-        raise ValueError("mask: need both foreground pixels and background pixels far from it")
-    signal = a[mask].mean() - a[far].mean()
-    noise = math.sqrt((a - b)[mask].var() / 2.0)
-    return float(signal / noise)
-
-
-def estimate_snr(image: np.ndarray, mask: np.ndarray, *, background_margin_px: int = 3) -> float:
-    """Estimate the SNR of a single image (real or synthetic) from its mask.
-
-    Signal: mean of the foreground (eroded by one pixel, away from edges) minus the mean of the
-    background farther than `background_margin_px` from the mask. Noise: the standard deviation of
-    differences between horizontally adjacent foreground pixels, divided by sqrt(2); fine texture
-    counts as noise, so this is a conservative (low) estimate. Use `measure_snr` when two exposures
-    of the scene exist.
-    """
-    image = np.asarray(image, dtype=np.float64)
-    mask = np.asarray(mask).astype(bool)
-    if image.shape != mask.shape or image.ndim != 2:
-        raise ValueError(f"mask: expected the 2D shape of image {image.shape}, got {mask.shape}")
-    core = ndimage.binary_erosion(mask)
-    far = ~ndimage.binary_dilation(mask, iterations=background_margin_px)
-    pairs = core[:, 1:] & core[:, :-1]
-    if not pairs.any() or not far.any():
-        raise ValueError("mask: need foreground pixels and background pixels far from it")
-    signal = image[core].mean() - image[far].mean()
-    noise = np.diff(image, axis=1)[pairs].std() / math.sqrt(2.0)
-    return float(signal / noise)

@@ -1,0 +1,142 @@
+"""The assay of one model: the study's test set, corruptions and attacks at a profile, as tables.
+
+`assess` runs a model through the same test images, corruptions (every severity) and attacks (every
+budget) as the study's notebooks, and returns an `AssayResult` with the same tidy tables, so they
+line up image by image with the reference models' tables of ``results/<profile>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .._checks import check_choice, check_int
+from ..checkpoints import train
+from ..corruptions import corrupt
+from ..evaluation import (
+    attack_table,
+    clean_scores,
+    corruption_table,
+    robustness_summary,
+)
+from ..grid import data_spec, test_set, train_config
+from ..inference import predict, resolve_device
+from ..metrics import robustness_ratio
+from ..profiles import STRUCTURES, Config, resolve
+from ..realdata import REAL_TEST_SOURCES, nuclei_tiles
+from .adapters import Adapter, check_contract
+
+
+@dataclass
+class AssayResult:
+    """The assay of one model: per-image tables like the study's, and a one-row summary."""
+
+    name: str
+    structure: str
+    profile: str
+    clean: pd.DataFrame         # image, iou, dice, precision, recall
+    corruption: pd.DataFrame    # image, corruption, family, severity, iou, dice, clean_iou
+    adversarial: pd.DataFrame   # image, attack, eps, eps_255, iou, dice, clean_iou, robustness
+    summary: pd.DataFrame       # clean_iou, corruption_robustness, adversarial_robustness
+    parameters: dict = field(default_factory=dict)
+    model: torch.nn.Module | None = None  # the adapted model that was assessed
+    test: object = None                   # the synthesis Dataset it was assessed on
+    real: pd.DataFrame | None = None  # nuclei only: source, tile, iou, dice on the real test images
+
+
+def headline_attack(adversarial: pd.DataFrame) -> str:
+    """The attack that the robustness summaries quote: PGD where it was run (the paper's), else the
+    first attack of the table."""
+    return "pgd" if (adversarial.attack == "pgd").any() else adversarial.attack.iloc[0]
+
+
+def with_robustness(corruption: pd.DataFrame) -> pd.DataFrame:
+    """`corruption` with a ``robustness`` column: the paper's per-image corrupted/clean IoU ratio."""
+    return corruption.assign(robustness=robustness_ratio(corruption.iou, corruption.clean_iou))
+
+
+def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *, name: str = "your_model",
+           output: str = "logits", in_channels: int = 1, normalization: str | tuple = "none", device: str = "auto",
+           progress: bool = True, **overrides) -> AssayResult:
+    """Run `model` through the study's assay of `structure` at `profile`.
+
+    The test images, corruptions, severities, attacks, budgets and seeds are those of the profile
+    (`fmlib.profiles.PROFILES`; `overrides` change them, like ``fmrobust run --set``), so the tables
+    line up image by image with the reference models' tables of ``results/<profile>/``.
+    """
+    check_choice("structure", structure, STRUCTURES)
+    cfg = resolve(profile, **overrides)
+    device = resolve_device(device)
+    adapted = Adapter(model, output=output, in_channels=in_channels, normalization=normalization).to(device).eval()
+    check_contract(adapted, cfg.image_size, device)
+    test = test_set(cfg, structure)
+    tags = {"model": name, "structure": structure}
+
+    # One bar over the whole assay: the clean pass, each corruption (all severities), each attack
+    # (all budgets) and the random-sign noise baseline.
+    steps = [("clean", "clean"), *(("corruption", c) for c in cfg.corruptions), *(("attack", a) for a in cfg.attacks),
+             ("attack", "noise")]
+    if structure == "nuclei":  # the real nuclei images of the real-image notebook, tiled the same way
+        steps.append(("real", "real images"))
+    corruption, adversarial, real = [], [], None
+    with tqdm(steps, desc=f"assay of {name} ({structure}, {profile})", unit="step", disable=not progress) as bar:
+        for kind, step in bar:
+            bar.set_postfix_str(step)
+            if kind == "clean":
+                clean = clean_scores(adapted, test).assign(**tags)
+            elif kind == "real":
+                real = real_scores(adapted, cfg.image_size).assign(**tags)
+            elif kind == "corruption":
+                corruption.append(corruption_table(Config({**cfg, "corruptions": [step]}), adapted, test))
+            else:  # one attack, or the random-sign noise baseline
+                noise = step == "noise"
+                adversarial.append(attack_table(cfg, adapted, test, attacks=[] if noise else [step],
+                                                noise_baseline=noise))
+
+    corruption = pd.concat(corruption, ignore_index=True).assign(**tags)
+    adversarial = pd.concat(adversarial, ignore_index=True).assign(**tags)
+    summary = robustness_summary(corruption, adversarial, attack=headline_attack(adversarial),
+                                 by=("structure", "model"))
+    parameters = {k: cfg[k] for k in ("profile", "seed", "image_size", "n_test", "n_attack_images", "attack_steps",
+                                      "corruptions", "attacks", "eps_255")}
+    parameters.update(output=output, in_channels=in_channels, normalization=normalization)
+    return AssayResult(name, structure, cfg.profile, clean, corruption, adversarial, summary, parameters, adapted,
+                       test, real)
+
+
+def real_scores(model: torch.nn.Module, tile: int) -> pd.DataFrame:
+    """Per-tile IoU and Dice of `model` on the real nuclei test images (`fmlib.realdata.nuclei_tiles`,
+    the sources of `fmlib.realdata.REAL_TEST_SOURCES`), as the real-image notebook scores them."""
+    tiles = nuclei_tiles(tile)
+    return pd.concat([clean_scores(model, tiles[source])[["tile", "iou", "dice"]].assign(source=source)
+                      for source in REAL_TEST_SOURCES], ignore_index=True)[["source", "tile", "iou", "dice"]]
+
+
+def worst_failures(result: AssayResult, k: int = 4) -> pd.DataFrame:
+    """The `k` (corruption, severity, image) cases where your model lost the most IoU against its
+    clean prediction of the same image."""
+    check_int("k", k, low=1)
+    table = result.corruption.assign(loss=result.corruption.clean_iou - result.corruption.iou)
+    return table.sort_values(["loss", "severity"], ascending=[False, True]).head(k).reset_index(drop=True)
+
+
+def demo_model(structure: str = "nuclei", profile: str = "smoke", *, seed: int = 0) -> torch.nn.Module:
+    """A small U-Net (``sim_unet``) trained briefly on the profile's training data: the notebook's
+    example when no model is given. Cached like every training of the study."""
+    cfg = resolve(profile, seed=seed)
+    config = train_config(cfg, "standard").replace(epochs=max(3, min(cfg.epochs, 10)))
+    return train("sim_unet", data_spec(cfg, structure), config, progress=False).model
+
+
+def images_of(result: AssayResult, case) -> dict[str, np.ndarray]:
+    """The clean and corrupted image, truth and prediction of one row of `worst_failures`: the
+    corruption is drawn again exactly as `assess` drew it (same test set, seed and call)."""
+    test = result.test
+    corrupted = corrupt(test.images, case.corruption, int(case.severity), rng=result.parameters["seed"], dataset=test)
+    i = int(case.image)
+    return {"clean": test.images[i], "corrupted": corrupted[i], "truth": test.masks[i] > 0,
+            "prediction": predict(result.model, corrupted[i:i + 1])[0]}

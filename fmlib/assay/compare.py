@@ -1,0 +1,165 @@
+"""Your model among the study's reference models: ranks, findings, and what its output stride allows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .._checks import check_choice, check_real
+from ..evaluation import robustness_summary
+from ..metrics import bootstrap_ci, bootstrap_ranks
+from ..paths import find_root
+from ..profiles import resolve
+from ..realdata import REAL_TEST_SOURCES
+from ..resolution import attainable_iou, output_stride
+from ..training import LOSSES
+from .assess import AssayResult, headline_attack, with_robustness
+
+
+def reference_tables(profile: str, structure: str, root: str | Path | None = None) -> dict[str, pd.DataFrame]:
+    """The study's tables of the reference models (standard training) for `structure`: ``clean``,
+    ``corruption`` and ``adversarial``, read from ``results/<profile>/`` of the study at `root`; for
+    nuclei also ``real`` (their per-tile scores on the real test images), when the real-image notebook
+    has written it."""
+    folder = (Path(root) if root is not None else find_root()) / "results" / profile
+    files = {"clean": "03_training_test_scores.csv", "corruption": "04_corruption.csv.gz",
+             "adversarial": "05_adversarial.csv"}
+    tables = {}
+    for key, file in files.items():
+        path = folder / file
+        if not path.exists():
+            raise FileNotFoundError(f"reference: {path} is missing; run the study first "
+                                    f"(fmrobust run --profile {profile})")
+        table = pd.read_csv(path)
+        table = table[table.structure == structure]
+        if "regime" in table:
+            table = table[table.regime == "standard"]
+        if table.empty:
+            raise ValueError(f"reference: {path} has no {structure!r} rows; expected one of "
+                             f"{sorted(pd.read_csv(path).structure.unique())}")
+        tables[key] = table.reset_index(drop=True)
+    real = folder / "07_real_scores.csv"
+    if structure == "nuclei" and real.exists():
+
+        table = pd.read_csv(real)
+        models = set(tables["clean"].model)
+        table = table[(table.regime == "standard") & table.method.isin(models) & table.source.isin(REAL_TEST_SOURCES)]
+        tables["real"] = table.rename(columns={"method": "model"}).reset_index(drop=True)
+    return tables
+
+
+def _check_aligned(result: AssayResult, reference: dict) -> None:
+    n_ref = reference["clean"].groupby("model").image.nunique().min()
+    if n_ref != result.clean.image.nunique():
+        raise ValueError(f"reference: its models were tested on {n_ref} images, the assay on "
+                         f"{result.clean.image.nunique()}; use the profile (and overrides) of the reference run")
+
+
+def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Your model among the reference models: clean IoU, corruption robustness and adversarial
+    robustness (the attack of `result.summary`), and for nuclei the IoU on the real test images, each
+    with its rank (1 = best) and a 95 % bootstrap interval of the rank (test images or real tiles
+    resampled jointly for all models)."""
+    _check_aligned(result, reference)
+    clean = pd.concat([reference["clean"], result.clean], ignore_index=True)
+    corruption = pd.concat([reference["corruption"], result.corruption], ignore_index=True)
+    adversarial = pd.concat([reference["adversarial"], result.adversarial], ignore_index=True)
+    attack = headline_attack(adversarial)
+    table = robustness_summary(corruption, adversarial, attack=attack, by=("model",))
+    adv = adversarial[adversarial.attack == attack]
+    for label, frame, value in (("clean", clean, "iou"), ("corruption", with_robustness(corruption), "robustness"),
+                                ("adversarial", adv, "robustness")):
+        ranks = bootstrap_ranks(frame, value, n_boot=n_boot, seed=seed)
+        table = table.merge(ranks.rename(columns={c: f"{label}_{c}" for c in ranks.columns if c != "model"}),
+                            on="model")
+    if result.real is not None and "real" in reference:
+        real = pd.concat([reference["real"], result.real], ignore_index=True)  # tile names start with the source
+        ranks = bootstrap_ranks(real, "iou", unit="tile", n_boot=n_boot, seed=seed)
+        table = table.merge(ranks.rename(columns={"mean": "real_iou", **{c: f"real_{c}" for c in ranks.columns
+                                                                           if c not in ("model", "mean")}}),
+                            on="model", how="left")
+    table.insert(1, "yours", table.model == result.name)
+    return table.sort_values("corruption_robustness", ascending=False).reset_index(drop=True)
+
+
+def findings(result: AssayResult, comparison: pd.DataFrame, *, n_boot: int = 2000,
+             seed: int = 0) -> pd.DataFrame:
+    """The book's recommendations applied to your model: for clean accuracy, corruption robustness,
+    adversarial robustness and (nuclei) real-image IoU, your model's mean with a 95 % bootstrap
+    interval over test images (or real tiles) against the median reference model. Verdict: *above* or
+    *below* the median (the interval excludes it) or
+    *comparable*; each with what to do about it."""
+    refs = comparison[~comparison.yours]
+    adv = result.adversarial[result.adversarial.attack == headline_attack(result.adversarial)]
+    per_image = {"clean_iou": result.clean.set_index("image").iou,
+                 "corruption_robustness": with_robustness(result.corruption).groupby("image").robustness.mean(),
+                 "adversarial_robustness": adv.groupby("image").robustness.mean()}
+    advice = {
+        "clean_iou": ("Your model segments clean images better than the median reference model.",
+                      "Your model is less accurate on clean images than the median reference: check its "
+                      "training before its robustness."),
+        "corruption_robustness": ("Your model keeps more of its accuracy under corruptions than the median "
+                                  "reference model.",
+                                  "Your model loses more accuracy under corruptions than the median reference: "
+                                  "train with noise augmentation and check the worst corruptions below."),
+        "adversarial_robustness": ("Your model resists attacks better than the median reference model.",
+                                   "Your model is more vulnerable to attacks than the median reference: use "
+                                   "adversarial training if inputs may be manipulated."),
+        "real_iou": ("Your model segments the real nuclei images better than the median reference model (all "
+                     "trained on synthetic images only).",
+                     "Your model segments the real nuclei images worse than the median reference model: the study "
+                     "finds that training on randomized acquisitions (fmlib.domain) and adversarial training both "
+                     "help on real images."),
+    }
+    if result.real is not None and "real_iou" in comparison:
+        per_image["real_iou"] = result.real.iou
+    rows = []
+    for metric, values in per_image.items():
+        est, lo, hi = bootstrap_ci(values.to_numpy(), n_boot=n_boot, seed=seed)
+        median = float(refs[metric].median())
+        verdict = "above" if lo > median else ("below" if hi < median else "comparable")
+        text = advice[metric][0] if verdict == "above" else (
+            advice[metric][1] if verdict == "below" else "Your model is within the reference models' middle range.")
+        rows.append({"metric": metric, "yours": est, "ci_low": lo, "ci_high": hi, "reference_median": median,
+                     "reference_best": float(refs[metric].max()), "verdict": verdict, "recommendation": text})
+    return pd.DataFrame(rows)
+
+
+def resolution(result: AssayResult, *, loss: str | None = None,
+               costly: float = 0.95) -> pd.DataFrame:
+    """Does the output grid of your model limit it on this structure? One row: the model's output
+    stride (`fmlib.resolution.output_stride`), its clean IoU, and the mean IoU that logit maps at that
+    stride reach when fitted to the true test masks (`fmlib.resolution.attainable_iou`), with the
+    training loss `loss` (default: the profile's) and by the IoU search.
+
+    The verdict calls the stride *limiting* when the maps fitted with the loss reach less than
+    `costly` on this structure. A model whose clean IoU is near that value cannot gain much by training
+    longer; a finer decoder is what helps. It is *not limiting* otherwise, and stride 1 never is.
+
+    Examples
+    --------
+    >>> resolution(assess(create_model("pspnet", width=0.25), "er", "smoke"))  # doctest: +SKIP
+    """
+    loss = resolve(result.profile).loss if loss is None else check_choice("loss", loss, LOSSES)
+    costly = check_real("costly", costly, low=0.0, high=1.0)
+    masks = result.test.masks > 0
+    stride = output_stride(result.model, size=masks.shape[-1])
+    clean = float(result.clean.iou.mean())
+    fitted = float(attainable_iou(masks, stride, objective=loss).mean())
+    best = float(attainable_iou(masks, stride, objective="iou").mean())
+    limiting, share = fitted < costly, clean / fitted
+    if limiting:
+        advice = (f"At output stride {stride}, even logit maps fitted to the true {result.structure} masks reach only "
+                  f"{fitted:.2f} IoU with the training loss ({best:.2f} at best); your model reaches {share:.0%} of "
+                  f"that. " + ("Training longer cannot carry it much further: " if share >= 0.9 else
+                              "Its training falls short as well, and beyond that its stride caps it: ") +
+                  f"give it a finer output (stride {max(stride // 2, 1)} or less), as the book recommends for thin "
+                  f"structures.")
+    else:
+        advice = (f"Output stride {stride} costs little on {result.structure}: logit maps at that stride fitted to the "
+                  f"true masks reach {fitted:.2f} IoU.")
+    return pd.DataFrame([{"model": result.name, "structure": result.structure, "output_stride": stride,
+                          "clean_iou": clean, f"attainable_iou ({loss})": fitted, "attainable_iou (iou search)": best,
+                          "share_of_attainable": share, "verdict": "limiting" if limiting else "not limiting",
+                          "recommendation": advice}])

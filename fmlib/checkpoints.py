@@ -1,0 +1,100 @@
+"""Trained models, cached: `train` a model on synthetic data once, and `load_trained` it back.
+
+A finished training is stored under ``<cache>/checkpoints/<model>-<structure>-<key>/`` (best
+weights, history, ``done.json``), named by `training_key`: the content hash (`fmlib.cache`) of the
+model, its width, the data specification, the training configuration and the code the training
+runs. An interrupted training resumes from its last epoch (`fmlib.training.fit`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .cache import content_key
+from .inference import resolve_device
+from .models import create_model
+from .paths import cache_dir
+from .synthesis import make_dataset
+from .training import TrainConfig, TrainedModel, fit
+
+#: Seed offset of the validation scenes from the training scenes (the test scenes: `fmlib.grid`).
+VALIDATION_SEED_OFFSET = 100_000
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The synthetic training and validation data of a model (validation scenes differ from training)."""
+
+    structure: str
+    n_train: int
+    n_val: int
+    size: int = 128
+    snr: float = 8.0
+    seed: int = 0
+
+    def make(self):
+        """The (training, validation) synthesis Datasets."""
+        train = make_dataset(self.structure, self.n_train, self.size, snr=self.snr, seed=self.seed)
+        val = make_dataset(self.structure, self.n_val, self.size, snr=self.snr,
+                           seed=self.seed + VALIDATION_SEED_OFFSET)
+        return train, val
+
+
+def training_key(model_name: str, width: float, data: DataSpec, config: TrainConfig) -> str:
+    """The cache key of a training: its inputs and the code it runs (this module and its imports)."""
+    payload = {"model": model_name, "width": width, "data": dataclasses.asdict(data), "config": config.to_dict()}
+    return content_key(payload, ["checkpoints.py"])
+
+
+def checkpoint_folder(model_name: str, width: float, data: DataSpec, config: TrainConfig,
+                      cache: str | Path | None = None) -> Path:
+    """Where the training of these arguments is (or will be) stored; its ``done.json`` marks it finished."""
+    key = training_key(model_name, width, data, config)
+    return Path(cache or cache_dir()) / "checkpoints" / f"{model_name}-{data.structure}-{key}"
+
+
+def train(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), *, width: float = 1.0,
+          cache: str | Path | None = None, device: str = "auto", progress: bool = True) -> TrainedModel:
+    """Train `model_name` on synthetic `data`, or return the cached result of the same training.
+
+    The cache key (`training_key`) hashes the model, its width, the data specification, the
+    configuration and the code; an interrupted training resumes from its last epoch.
+    """
+    folder = checkpoint_folder(model_name, width, data, config, cache)
+    if (folder / "done.json").exists():
+        return load_trained(model_name, data, config, width=width, cache=cache, device=device)
+    train_set, val_set = data.make()
+    torch.manual_seed(config.seed)
+    model = create_model(model_name, width=width)
+    result = fit(model, train_set, val_set, config, checkpoint_dir=folder, device=device, progress=progress,
+                 description=f"{model_name} on {data.structure} ({config.defense})")
+    result.key = folder.name.rsplit("-", 1)[1]
+    result.history.to_csv(folder / "history.csv", index=False)
+    (folder / "done.json").write_text(json.dumps({
+        "model": model_name, "width": width, "data": dataclasses.asdict(data), "config": config.to_dict(),
+        "best_epoch": result.best_epoch, "best_val_iou": result.best_val_iou, "train_time_s": result.train_time_s,
+        "key": result.key}, indent=2))
+    (folder / "last.pt").unlink(missing_ok=True)  # the best weights are all a finished model needs
+    return result
+
+
+def load_trained(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), *, width: float = 1.0,
+                 cache: str | Path | None = None, device: str = "auto") -> TrainedModel:
+    """The cached result of `train` with the same arguments; raises FileNotFoundError if not trained."""
+    folder = checkpoint_folder(model_name, width, data, config, cache)
+    done = folder / "done.json"
+    if not done.exists():
+        raise FileNotFoundError(f"no trained {model_name!r} for these data and settings in {folder}; "
+                                "call fmlib.checkpoints.train(...) first")
+    info = json.loads(done.read_text())
+    model = create_model(model_name, width=width)
+    model.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
+    model.to(resolve_device(device)).eval()
+    return TrainedModel(model, pd.read_csv(folder / "history.csv"), info["best_epoch"], info["best_val_iou"], config,
+                        info["train_time_s"], info["key"])

@@ -1,0 +1,234 @@
+"""The study's parameters and its three profiles: ``smoke`` (tests, CI), ``standard`` (the committed
+book, a 2-core CPU) and ``paper`` (the paper's scale, a GPU).
+
+- ``PARAMETERS``: every notebook parameter, its check and its meaning;
+- ``PROFILES``: the value of each parameter at each profile;
+- `resolve` validates a profile with overrides into a `Config`.
+
+Vocabularies are read from the modules that own them: structures from `fmlib.synthesis`, training
+regimes, losses and optimizers from `fmlib.training`, corruption, model and attack names from their
+registries. The runner (`fmlib.runner`) hands each notebook the values of the parameters it declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._checks import check_choice, check_int, check_real
+from .attacks import ATTACKS
+from .corruptions import list_corruptions
+from .models import list_models
+from .paths import find_root
+from .synthesis import list_structures
+from .training import ADV_METHODS, LOSSES, OPTIMIZERS, REGIMES
+
+PROFILE_NAMES = ("smoke", "standard", "paper")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A notebook parameter: how to check a value, and what it means."""
+
+    check: Callable[[str, object], object]
+    doc: str
+
+
+def _positive_int(name, value):
+    return check_int(name, value, low=1)
+
+
+def _non_negative_int(name, value):
+    return check_int(name, value, low=0)
+
+
+def _image_size(name, value):
+    value = check_int(name, value, low=32, high=4096)
+    if value % 32:
+        raise ValueError(f"{name}: expected a multiple of 32 (models downsample by 32), got {value}")
+    return value
+
+
+def _list_of(what: str, check_item):
+    """A checker of a non-empty list whose items pass ``check_item(item_name, value)``."""
+
+    def check(name, value):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name}: expected a non-empty list of {what}, got {value!r}")
+        return [check_item(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+    return check
+
+
+def _one_of(choices):
+    return lambda name, value: check_choice(name, value, choices)
+
+
+def _boolean(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _positive_real(name, value):
+    return check_real(name, value, low=0.0, low_inclusive=False)
+
+
+STRUCTURES = list_structures()
+ALL_CORRUPTIONS = list_corruptions()
+ALL_MODELS = list_models()
+ALL_ATTACKS = list(ATTACKS)
+
+
+def _widths(name, value):
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: expected a dict of model name -> width, got {value!r}")
+    return {check_choice(f"{name} key", k, ALL_MODELS): check_real(f"{name}[{k!r}]", v, low=0.05, high=4.0)
+            for k, v in value.items()}
+
+
+_snr_levels = _list_of("SNR values", lambda n, v: check_real(n, v, low=0.0, low_inclusive=False))
+_eps_levels = _list_of("budgets in grey levels", lambda n, v: check_real(n, v, low=0.0, high=255.0))
+_structures = _list_of("structures", _one_of(STRUCTURES))
+
+PARAMETERS: dict[str, Parameter] = {
+    "profile": Parameter(_one_of(PROFILE_NAMES), "Profile name."),
+    "seed": Parameter(_non_negative_int, "Master seed of every random draw."),
+    "image_size": Parameter(_image_size, "Image side in pixels (a multiple of 32)."),
+    "structures": Parameter(_structures, "Structures to simulate."),
+    "snr_levels": Parameter(_snr_levels, "SNR levels of the noise ladder (clean = 8)."),
+    "n_images_snr": Parameter(_positive_int, "Images per structure and SNR for the measured-SNR check."),
+    "ptc_levels": Parameter(_positive_int, "Flat-field levels of the photon-transfer curve."),
+    "ptc_frame_size": Parameter(_image_size, "Side of each photon-transfer flat field, in pixels."),
+    "n_images_compare": Parameter(_positive_int, "Synthetic nuclei images compared with the real image."),
+    "corruptions": Parameter(_list_of("corruption names", _one_of(ALL_CORRUPTIONS)),
+                             "Corruptions to apply (names from fmlib.corruptions)."),
+    "n_images_quality": Parameter(_positive_int, "Images per structure for the image-quality table."),
+    "models": Parameter(_list_of("model names", _one_of(ALL_MODELS)),
+                        "Architectures to train (names from fmlib.models)."),
+    "widths": Parameter(_widths,
+                        "Channel width multiplier per model (1.0 = the paper's size; others default to 1.0)."),
+    "regimes": Parameter(_list_of("training regimes", _one_of(REGIMES)),
+                         "Training regimes: standard, noise (augmentation), adversarial."),
+    "n_train": Parameter(_positive_int, "Training images per structure."),
+    "n_val": Parameter(_positive_int, "Validation images per structure (checkpoint selection)."),
+    "n_test": Parameter(_positive_int, "Test images per structure."),
+    "epochs": Parameter(_positive_int, "Training epochs."),
+    "batch_size": Parameter(_positive_int, "Training batch size."),
+    "optimizer": Parameter(_one_of(OPTIMIZERS),
+                           "adamw (cosine schedule) or sgd (the paper's: momentum 0.9, lr halved every 100 "
+                           "epochs)."),
+    "lr": Parameter(_positive_real, "Learning rate."),
+    "loss": Parameter(_one_of(LOSSES),
+                      "Training loss: bce (the paper's) or bce+dice (robust to thin, sparse foreground)."),
+    "mixed_precision": Parameter(_boolean, "bfloat16 autocast for training and evaluation on CUDA (attacks keep "
+                                           "float32 gradients); no effect on a CPU."),
+    "defense_structures": Parameter(_structures, "Structures on which the defended regimes (noise, adversarial) "
+                                    "are trained; the standard regime is trained on every structure."),
+    "adv_method": Parameter(_one_of(ADV_METHODS),
+                            "Adversarial training attack: pgd (the paper's) or fgsm_rs (fast, FGSM from a random "
+                            "start)."),
+    "adv_steps": Parameter(_positive_int, "PGD iterations of adversarial training."),
+    "n_examples": Parameter(_positive_int, "Example predictions shown per structure."),
+    "attacks": Parameter(_list_of("attack names", _one_of(ALL_ATTACKS)),
+                         "Attacks to run (names from fmlib.attacks.ATTACKS)."),
+    "eps_255": Parameter(_eps_levels, "Attack budgets in grey levels of an 8-bit image (eps * 255)."),
+    "n_attack_images": Parameter(_positive_int, "Test images per structure that are attacked."),
+    "attack_steps": Parameter(_positive_int, "Iterations of PGD, SegPGD and CosPGD."),
+    "reference_model": Parameter(_one_of(ALL_MODELS), "Reference model of the corruption errors (CE, rCE)."),
+    "n_boot": Parameter(_positive_int, "Bootstrap resamples of every confidence interval."),
+    "real_epochs": Parameter(_positive_int,
+                             "Epochs of the model trained on real images (the sim-to-real reference)."),
+    "randomization_strengths": Parameter(
+        _list_of("numbers in [0, 1]", lambda n, v: check_real(n, v, low=0.0, high=1.0)),
+        "Strengths of the domain randomization tried for sim-to-real transfer (`fmlib.domain.PhysicsRanges.scaled`); "
+        "the one with the best IoU on the real training images is kept."),
+    "defense_attack": Parameter(_one_of(ALL_ATTACKS),
+                                "The attack that measures the adversarial robustness of defended models."),
+}
+
+# CPU widths for the standard profile: the small U-Nets at (near) full size, the large CNNs at a
+# quarter of their channels, the transformers at half.
+STANDARD_WIDTHS = {"unet": 0.25, "unet3": 0.5, "sim_unet": 1.0, "fcn": 0.25, "segnet": 0.25, "deeplabv3plus": 0.25,
+                   "pspnet": 0.25, "icnet": 0.5, "segformer": 0.5, "vit_dpt": 0.5}
+_PAPER_EPS_255 = [1, 2, 4, 8, 16, 32]
+
+PROFILES: dict[str, dict[str, object]] = {
+    "smoke": dict(
+        seed=0, image_size=64, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
+        n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
+        corruptions=ALL_CORRUPTIONS, n_images_quality=2,
+        models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.5}, regimes=list(REGIMES),
+        n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
+        mixed_precision=False, defense_structures=list(STRUCTURES), adv_method="fgsm_rs", adv_steps=1,
+        n_examples=2, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,
+        reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3,
+        randomization_strengths=[0.5, 1.0]),
+    "standard": dict(
+        seed=0, image_size=128, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
+        n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
+        corruptions=ALL_CORRUPTIONS, n_images_quality=8,
+        models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=list(REGIMES),
+        n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3, loss="bce+dice",
+        mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
+        n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=8, attack_steps=10,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30,
+        randomization_strengths=[0.25, 0.5, 1.0]),
+    "paper": dict(
+        seed=0, image_size=256, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
+        n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
+        corruptions=ALL_CORRUPTIONS, n_images_quality=32,
+        models=list(ALL_MODELS), widths={}, regimes=list(REGIMES),
+        n_train=800, n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce",
+        mixed_precision=True, defense_structures=list(STRUCTURES), adv_method="pgd", adv_steps=10,
+        n_examples=4, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=100, attack_steps=10,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30,
+        randomization_strengths=[0.25, 0.5, 1.0]),
+}
+
+
+class Config(dict):
+    """Validated parameters of one profile; read them as keys or attributes (``cfg.seed``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def resolve(profile: str, **overrides) -> Config:
+    """Parameters of `profile` with `overrides` applied, all validated.
+
+    Raises ValueError naming the parameter for an unknown profile or parameter, or a bad value
+    (a negative count, an unknown structure, ...).
+
+    Examples
+    --------
+    >>> resolve("smoke", seed=3).seed
+    3
+    """
+    check_choice("profile", profile, PROFILE_NAMES)
+    unknown = sorted(set(overrides) - set(PARAMETERS))
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown parameter; expected one of {', '.join(sorted(PARAMETERS))}")
+    values = {"profile": profile, **PROFILES[profile], **overrides}
+    cfg = Config({name: PARAMETERS[name].check(name, value) for name, value in values.items()})
+    if cfg.get("reference_model") not in cfg.get("models", [cfg.get("reference_model")]):
+        raise ValueError(f"reference_model: {cfg.reference_model!r} is not one of the trained models {cfg.models}")
+    return cfg
+
+
+def model_width(cfg, model: str) -> float:
+    """The channel width multiplier of `model` under `cfg` (1.0, the paper's size, unless set)."""
+    return float(cfg.widths.get(model, 1.0))
+
+
+def results_dir(profile: str, root: str | Path | None = None) -> Path:
+    """``results/<profile>/`` of the study (`fmlib.paths.find_root`, or `root`), created if missing."""
+    check_choice("profile", profile, PROFILE_NAMES)
+    folder = Path(root) if root is not None else find_root()
+    out = folder / "results" / profile
+    out.mkdir(parents=True, exist_ok=True)
+    return out

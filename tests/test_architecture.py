@@ -1,0 +1,145 @@
+"""The package's layers: every import inside fmlib points down, and nothing imports in a circle.
+
+Each fmlib module belongs to one layer (`LAYERS`, lowest first; the README's architecture section
+states the same). A module may import modules of its own layer or of lower ones, never of a higher
+one, and the import graph has no cycle. Imports are read with `ast`, function-local ones included,
+so a cycle cannot hide inside a function.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fmlib"
+
+#: Lowest first. A package (synthesis, models, corruptions, assay) is in the layer of its name.
+LAYERS = [
+    ("base", {"_checks", "metrics", "inference", "synthesis", "models", "corruptions", "attacks", "plotting"}),
+    ("store", {"paths", "cache"}),
+    ("training", {"training", "checkpoints"}),
+    ("analysis", {"evaluation", "resolution", "realdata", "domain", "simtoreal", "recommendations"}),
+    ("configuration", {"profiles"}),
+    ("grid", {"grid", "executors"}),
+    ("study", {"provenance", "runner"}),
+    ("assay", {"assay"}),
+    ("interface", {"cli", "__main__"}),
+]
+RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name (without the ``fmlib.`` prefix) -> file, packages as their ``__init__``."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, int, bool]]:
+    """The fmlib modules that module `name` imports: (module, line, at module level)."""
+    tree = ast.parse(path.read_text())
+    top_level = {id(node) for node in tree.body}
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("fmlib.")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] + ([node.module] if node.module else [])
+                base = ".".join(base)
+            elif (node.module or "").startswith("fmlib"):
+                base = node.module[len("fmlib."):] if node.module != "fmlib" else ""
+            else:
+                continue
+            subs = [f"{base}.{a.name}" if base else a.name for a in node.names]
+            targets = subs if all(t in modules for t in subs) else [base]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:  # ``from .x import y``: y is a name, x the module
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                out.append((target, node.lineno, id(node) in top_level))
+    return out
+
+
+def _graph():
+    modules = _modules()
+    return modules, {name: _imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_every_module_has_a_layer():
+    modules, _ = _graph()
+    missing = sorted({name.split(".")[0] for name in modules} - set(RANK))
+    assert not missing, f"fmlib modules without a layer in tests/test_architecture.py LAYERS: {missing}"
+
+
+def test_imports_point_down():
+    modules, graph = _graph()
+    upward = [f"fmlib/{modules[m].relative_to(PACKAGE)}:{line} imports fmlib.{t} "
+              f"({LAYERS[RANK[t.split('.')[0]]][0]} layer, above {LAYERS[RANK[m.split('.')[0]]][0]})"
+              for m, edges in graph.items() for t, line, _ in edges
+              if RANK.get(t.split(".")[0], -1) > RANK.get(m.split(".")[0], -1)]
+    assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_no_import_cycle():
+    modules, graph = _graph()
+    edges = {m: {t for t, _, _ in targets} for m, targets in graph.items()}
+
+    def path_back(start):  # depth-first search for a path from `start` back to itself
+        stack = [(start, [start])]
+        seen = set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in edges.get(node, ()):
+                if nxt == start:
+                    return trail + [start]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, trail + [nxt]))
+        return None
+
+    cycles = [" -> ".join(c) for c in (path_back(m) for m in sorted(edges)) if c]
+    assert not cycles, "import cycles in fmlib:\n" + "\n".join(cycles)
+
+
+def test_fmlib_imports_sit_at_the_top_of_each_module():
+    # A function-local import of an fmlib module hides a dependency (and so a cycle) from a reader.
+    modules, graph = _graph()
+    local = [f"fmlib/{modules[m].relative_to(PACKAGE)}:{line} imports fmlib.{t} inside a function"
+             for m, edges in graph.items() for t, line, top in edges
+             if not top and not _type_checking(modules[m], line)]
+    assert not local, "\n".join(local)
+
+
+def _type_checking(path: Path, line: int) -> bool:
+    tree = ast.parse(path.read_text())
+    return any(isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test) and n.lineno < line <= n.end_lineno
+               for n in tree.body)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("from .b import f\n", [("b", 1)]),
+    ("def g():\n    from fmlib.b import f\n", [("b", 2)]),
+    ("from . import b\n", [("b", 1)]),
+])
+def test_the_import_reader_sees_relative_absolute_and_local_imports(tmp_path, source, expected):
+    (tmp_path / "a.py").write_text(source)
+    found = _imports("a", tmp_path / "a.py", {"a": tmp_path / "a.py", "b": tmp_path / "b.py"})
+    assert [(t, line) for t, line, _ in found] == expected
+
+
+def test_the_layer_check_names_an_upward_import(monkeypatch):
+    # A base module importing the runner must be reported with its file and line.
+    modules, graph = _graph()
+    graph["metrics"] = graph["metrics"] + [("runner", 99, True)]
+    monkeypatch.setattr(__import__(__name__), "_graph", lambda: (modules, graph))
+    with pytest.raises(AssertionError, match=r"fmlib/metrics.py:99 imports fmlib.runner"):
+        test_imports_point_down()

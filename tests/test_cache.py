@@ -1,0 +1,57 @@
+import pytest
+
+from fmlib import cache, paths
+
+
+def test_a_training_key_covers_every_module_a_trained_model_depends_on():
+    modules = cache.module_closure(["checkpoints.py"])
+    for needed in ("training.py", "attacks.py", "inference.py", "metrics.py", "models/unet.py",
+                   "synthesis/structures.py", "_checks.py"):
+        assert needed in modules, needed
+    # what only decides where and under which name results are stored is not part of a result
+    assert not set(modules) & set(cache.UNHASHED_MODULES)
+    assert "corruptions/__init__.py" not in modules and "realdata.py" not in modules
+
+
+def test_an_evaluation_key_covers_the_metrics_corruptions_and_attacks():
+    modules = cache.module_closure(["grid.py"])
+    assert {"metrics.py", "attacks.py", "evaluation.py", "corruptions/__init__.py", "checkpoints.py"} <= set(modules)
+    assert "profiles.py" not in modules  # its values enter each key as parameters
+
+
+def _package(tmp_path):
+    package = tmp_path / "fmlib"
+    package.mkdir()
+    for name, text in {"__init__.py": "", "a.py": "from .b import f\n", "b.py": "f = 1\n", "c.py": "g = 2\n",
+                       "paths.py": "from .c import g\n"}.items():
+        (package / name).write_text(text)
+    return package
+
+
+def test_the_content_key_follows_the_payload_and_the_code_it_runs(tmp_path):
+    package = _package(tmp_path)
+    key = cache.content_key({"seed": 0}, ["a.py"], package=package)
+    assert cache.content_key({"seed": 0}, ["a.py"], package=package) == key
+    assert cache.content_key({"seed": 1}, ["a.py"], package=package) != key
+    (package / "c.py").write_text("g = 3\n")  # not imported by a.py (paths.py imports it, but is unhashed)
+    assert cache.content_key({"seed": 0}, ["a.py"], package=package) == key
+    (package / "b.py").write_text("f = 22\n")  # imported by a.py: a result of a.py may change
+    assert cache.content_key({"seed": 0}, ["a.py"], package=package) != key
+
+
+def test_write_atomic_leaves_no_scratch_file(tmp_path):
+    target = tmp_path / "sub" / "table.csv"
+    cache.write_atomic(target, lambda scratch: scratch.write_text("a,b\n1,2\n"))
+    assert target.read_text() == "a,b\n1,2\n" and [p.name for p in target.parent.iterdir()] == ["table.csv"]
+    with pytest.raises(RuntimeError):
+        cache.write_atomic(target, lambda scratch: (_ for _ in ()).throw(RuntimeError("disk full")))
+    assert target.read_text() == "a,b\n1,2\n"  # a failed write leaves the previous file
+
+
+def test_paths_follow_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMROBUST_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("FMROBUST_DATA", str(tmp_path / "d"))
+    assert paths.cache_dir() == tmp_path / "c" and paths.data_dir() == tmp_path / "d"
+    monkeypatch.delenv("FMROBUST_ROOT", raising=False)
+    with pytest.raises(paths.RootNotFoundError, match="FMROBUST_ROOT"):
+        paths.find_root(tmp_path)

@@ -1,0 +1,65 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fmlib import evaluation
+from fmlib.models import create_model
+from fmlib.profiles import resolve
+from fmlib.realdata import Tiles
+from fmlib.synthesis import make_dataset
+
+CFG = resolve("smoke", corruptions=["defocus", "low_contrast"], attacks=["fgsm"], eps_255=[4], n_attack_images=2)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model("sim_unet").eval()
+
+
+@pytest.fixture(scope="module")
+def test():
+    return make_dataset("nuclei", 3, 64, seed=5)
+
+
+def test_prediction_scores_name_real_tiles_and_score_every_image():
+    masks = np.zeros((2, 32, 32), bool)
+    masks[:, 8:16, 8:16] = True
+    tiles = Tiles(np.zeros((2, 32, 32), np.float32), masks, ["a/0", "a/1"])
+    predicted = masks.copy()
+    predicted[1] = False
+    table = evaluation.prediction_scores(predicted, tiles)
+    assert list(table.tile) == ["a/0", "a/1"] and table.iou.iloc[0] == pytest.approx(1.0) and table.iou.iloc[1] == 0
+    assert "tile" not in evaluation.prediction_scores(predicted, make_dataset("nuclei", 2, 32, seed=0))
+
+
+def test_clean_scores_are_those_of_the_models_predictions(model, test):
+    from fmlib.inference import predict
+
+    table = evaluation.clean_scores(model, test)
+    expected = evaluation.prediction_scores(predict(model, test.images), test)
+    pd.testing.assert_frame_equal(table, expected)
+    assert list(table.columns) == ["image", "iou", "dice", "precision", "recall"]
+
+
+def test_corruption_table_has_every_corruption_severity_and_image(model, test):
+    table = evaluation.corruption_table(CFG, model, test)
+    assert len(table) == 2 * 5 * len(test.images)
+    assert set(table.corruption) == {"defocus", "low_contrast"} and set(table.severity) == {1, 2, 3, 4, 5}
+    assert set(table.family) == {"optics", "illumination"}
+    assert np.allclose(table.groupby("image").clean_iou.nunique(), 1)  # one clean IoU per image
+
+
+def test_attack_table_with_no_attacks_runs_only_the_noise_baseline(model, test):
+    table = evaluation.attack_table(CFG, model, test, attacks=[], noise_baseline=True)
+    assert set(table.attack) == {"noise"} and len(table) == CFG.n_attack_images
+    both = evaluation.attack_table(CFG, model, test)
+    assert set(both.attack) == {"fgsm", "noise"}
+
+
+def test_robustness_summary_puts_clean_corrupted_and_attacked_scores_side_by_side(model, test):
+    corruption = evaluation.corruption_table(CFG, model, test).assign(model="m", structure="nuclei")
+    adversarial = evaluation.attack_table(CFG, model, test).assign(model="m", structure="nuclei")
+    summary = evaluation.robustness_summary(corruption, adversarial, attack="fgsm")
+    assert len(summary) == 1 and {"clean_iou", "corruption_robustness", "adversarial_robustness"} <= set(summary)

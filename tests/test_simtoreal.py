@@ -1,0 +1,312 @@
+import doctest
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fmlib import simtoreal
+from fmlib.domain import PhysicsRanges, randomized_dataset
+from fmlib.metrics import robustness_ratio
+from fmlib.models import create_model
+from fmlib.profiles import Config
+from fmlib.realdata import REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles
+from fmlib.training import TrainConfig
+
+SOURCES = [SELECTION_SOURCE, *REAL_TEST_SOURCES]
+
+
+def _discs(n: int, size: int = 32, seed: int = 0) -> Tiles:
+    """Bright discs on a dark background: tiles that Otsu segments almost perfectly."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    masks = np.stack([(yy - rng.uniform(10, size - 10)) ** 2 + (xx - rng.uniform(10, size - 10)) ** 2 < 36
+                      for _ in range(n)])
+    images = np.where(masks, 0.8, 0.15) + rng.normal(0, 0.01, masks.shape)
+    return Tiles(images.astype(np.float32), masks, [f"discs{seed}/{k}" for k in range(n)])
+
+
+def _model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model("sim_unet").eval()
+
+
+def _scores(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    """A score table with two tiles per (method, regime, source), both at the given IoU."""
+    return pd.DataFrame([{"image": k, "tile": f"t/{k}", "iou": iou, "method": method, "regime": regime,
+                          "source": source} for method, regime, source, iou in rows for k in range(2)])
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiles
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_tiles, n", [(10, 4), (64, 4), (5, 5), (7, 2), (101, 17)])
+def test_spread_indices_cover_the_tiles_evenly_without_duplicates(n_tiles, n):
+    picked = simtoreal.spread_indices(n_tiles, n)
+    assert len(picked) == n and len(set(picked.tolist())) == n
+    assert picked[0] == 0 and picked[-1] == n_tiles - 1
+    assert np.all(np.diff(picked) > 0)
+    gaps = np.diff(picked)
+    assert gaps.max() - gaps.min() <= 1  # evenly spread
+
+
+def test_spread_indices_are_capped_at_the_number_of_tiles():
+    assert simtoreal.spread_indices(3, 8).tolist() == [0, 1, 2]
+    assert simtoreal.spread_indices(1, 4).tolist() == [0]
+    assert simtoreal.spread_indices(0, 4).tolist() == []
+    with pytest.raises(ValueError, match="n"):
+        simtoreal.spread_indices(5, -1)
+
+
+def test_spread_tiles_keep_images_masks_and_names_together():
+    tiles = _discs(9)
+    picked = simtoreal.spread_tiles(tiles, 3)
+    assert picked.names == ["discs0/0", "discs0/4", "discs0/8"]
+    np.testing.assert_array_equal(picked.images, tiles.images[[0, 4, 8]])
+    np.testing.assert_array_equal(picked.masks, tiles.masks[[0, 4, 8]])
+    assert len(simtoreal.spread_tiles(tiles, 50).names) == 9
+
+
+def test_validation_split_holds_out_the_first_fifth():
+    tiles = _discs(11)
+    train, val = simtoreal.validation_split(tiles)
+    assert val.names == ["discs0/0", "discs0/1"] and train.names == [f"discs0/{k}" for k in range(2, 11)]
+    np.testing.assert_array_equal(train.images, tiles.images[2:])
+    train, val = simtoreal.validation_split(_discs(3))
+    assert len(val.names) == 1 and len(train.names) == 2  # at least one validation tile
+    with pytest.raises(ValueError, match="tiles"):
+        simtoreal.validation_split(_discs(1))
+
+
+def test_as_tiles_names_synthetic_images():
+    ds = randomized_dataset("nuclei", 2, 32, seed=0)
+    tiles = simtoreal.as_tiles(ds)
+    assert tiles.names == ["synthetic/0", "synthetic/1"] and tiles.images is ds.images
+
+
+# ----------------------------------------------------------------------------------------------
+# Score tables
+# ----------------------------------------------------------------------------------------------
+
+def test_pool_scores_score_every_model_on_every_source_and_the_baseline_on_the_test_sources():
+    tiles = {SELECTION_SOURCE: _discs(3, seed=1), "dsb2018": _discs(2, seed=2), "bbbc007_test": _discs(4, seed=3)}
+    loaded = []
+
+    def pool():  # a generator: each model is loaded when it is scored
+        for name, regime, seed in (("a", "standard", 0), ("b", "standard", 1), ("a", "noise", 2)):
+            loaded.append(name)
+            yield name, regime, _model(seed)
+
+    scores = simtoreal.pool_scores(pool(), tiles, sources=SOURCES, baseline_sources=REAL_TEST_SOURCES)
+    assert list(scores.columns) == ["image", "tile", "iou", "dice", "precision", "recall", "method", "regime",
+                                    "source"]
+    assert loaded == ["a", "b", "a"] and scores.index.equals(pd.RangeIndex(len(scores)))
+    models = scores[scores.method != simtoreal.BASELINE]
+    assert len(models) == 3 * (3 + 2 + 4)
+    assert models.groupby(["method", "regime"]).source.unique().map(list).tolist() == [SOURCES] * 3
+    baseline = scores[scores.method == simtoreal.BASELINE]
+    assert (baseline.regime == simtoreal.BASELINE_REGIME).all()
+    assert baseline.source.tolist() == ["dsb2018"] * 2 + ["bbbc007_test"] * 4  # never the selection source
+    assert baseline.tile.tolist() == tiles["dsb2018"].names + tiles["bbbc007_test"].names
+    assert baseline.index.min() > models.index.max()  # rows after the models'
+    assert (baseline.iou > 0.8).all()  # Otsu finds bright discs
+    # Without baseline sources, only the models.
+    only = simtoreal.pool_scores([("a", "standard", _model(0))], tiles, sources=["dsb2018"], baseline_sources=[])
+    assert set(only.method) == {"a"} and len(only) == 2
+    with pytest.raises(ValueError, match="models"):
+        simtoreal.pool_scores([], tiles, baseline_sources=[])
+
+
+def test_source_scores_add_the_columns_in_order():
+    tiles = {"x": _discs(2), "y": _discs(3, seed=1)}
+    table = simtoreal.source_scores(_model(0), tiles, ["y", "x"], method="m", strength=0.5)
+    assert list(table.columns[-3:]) == ["method", "strength", "source"]
+    assert table.source.tolist() == ["y"] * 3 + ["x"] * 2 and (table.strength == 0.5).all()
+    # Positional-only model and tiles: any column name is free, "model" included.
+    assert (simtoreal.source_scores(_model(0), tiles, ["x"], model="m").model == "m").all()
+
+
+def test_candidate_scores_have_one_block_per_strength():
+    tiles = {"x": _discs(2)}
+    candidates = {0.0: simtoreal.Candidate(_model(0), None), 1.0: simtoreal.Candidate(_model(1), None)}
+    table = simtoreal.candidate_scores(candidates, tiles, ["x"], method="unet")
+    assert table.strength.tolist() == [0.0, 0.0, 1.0, 1.0] and (table.method == "unet").all()
+    assert table.iou.iloc[0] != table.iou.iloc[2]  # each strength's own model
+
+
+# ----------------------------------------------------------------------------------------------
+# Choosing on the selection source
+# ----------------------------------------------------------------------------------------------
+
+def test_the_best_architecture_is_chosen_on_the_selection_source_only():
+    scores = _scores([("a", "standard", SELECTION_SOURCE, 0.5), ("a", "standard", "dsb2018", 0.9),
+                      ("b", "standard", SELECTION_SOURCE, 0.6), ("b", "standard", "dsb2018", 0.2),
+                      ("c", "noise", SELECTION_SOURCE, 0.95),  # best, but not in the standard regime
+                      (simtoreal.BASELINE, "-", "dsb2018", 0.99)])
+    assert simtoreal.best_architecture(scores) == "b"
+    assert simtoreal.best_architecture(scores, regime="noise") == "c"
+    with pytest.raises(ValueError, match="test source"):
+        simtoreal.best_architecture(scores, source="dsb2018")
+    with pytest.raises(ValueError, match="no rows"):
+        simtoreal.best_architecture(scores, regime="adversarial")
+
+
+def test_the_best_strength_is_chosen_on_the_selection_source():
+    summary = pd.DataFrame({"source": [SELECTION_SOURCE] * 3 + ["dsb2018"] * 3, "strength": [0.0, 0.5, 1.0] * 2,
+                            "mean": [0.4, 0.6, 0.5, 0.9, 0.1, 0.2]})
+    assert simtoreal.best_strength(summary) == 0.5
+    assert isinstance(simtoreal.best_strength(summary), float)
+    with pytest.raises(ValueError, match="test source"):
+        simtoreal.best_strength(summary, source="bbbc007_test")
+
+
+# ----------------------------------------------------------------------------------------------
+# Training the comparisons
+# ----------------------------------------------------------------------------------------------
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_the_real_reference_trains_on_the_training_part_with_its_seed():
+    tiles = _discs(6)
+    kwargs = dict(epochs=1, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
+    fitted = simtoreal.fit_real_reference("sim_unet", tiles, **kwargs)
+    assert fitted.config == TrainConfig(epochs=1, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
+    assert torch.equal(_weights(fitted.model), _weights(simtoreal.fit_real_reference("sim_unet", tiles, **kwargs).model))
+    assert not torch.equal(_weights(fitted.model),
+                           _weights(simtoreal.fit_real_reference("sim_unet", tiles, **{**kwargs, "seed": 4}).model))
+
+
+def test_randomized_candidates_train_on_their_own_scenes_at_each_strength():
+    ranges = PhysicsRanges()
+    config = TrainConfig(epochs=1, batch_size=2, seed=5)
+    candidates = simtoreal.randomized_candidates("sim_unet", [1.0, 0.5], config, n_train=2, n_val=1, size=32, seed=5,
+                                                 ranges=ranges, progress=False)
+    assert list(candidates) == [1.0, 0.5]
+    for strength, (model, train_set) in candidates.items():
+        expected = randomized_dataset("nuclei", 2, 32, seed=5 + simtoreal.RANDOMIZED_TRAIN_SEED_OFFSET,
+                                      ranges=ranges.scaled(strength))
+        np.testing.assert_array_equal(train_set.images, expected.images)
+        assert isinstance(model, torch.nn.Module)
+    physics = [candidates[s].train_set.metadata[0]["physics"]["snr"] for s in (1.0, 0.5)]
+    assert physics[0] != physics[1]
+
+
+def test_robustness_tables_label_models_and_add_the_robustness():
+    cfg = Config(corruptions=["gaussian_blur"], seed=0, eps_255=[4], n_attack_images=1, attack_steps=1)
+    tiles = _discs(2)
+    corruption, adversarial = simtoreal.robustness_tables(cfg, [("a", _model(0)), ("b", _model(1))], tiles,
+                                                          progress=False)
+    assert corruption.model.tolist() == ["a"] * 10 + ["b"] * 10  # 2 tiles x 5 severities each
+    np.testing.assert_array_equal(corruption.robustness, robustness_ratio(corruption.iou, corruption.clean_iou))
+    assert set(adversarial.attack) == {"pgd", "noise"} and set(adversarial.model) == {"a", "b"}
+    assert list(corruption.columns[-2:]) == ["model", "robustness"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The sim-to-real bar
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model_iou, otsu_iou, verdict", [
+    (0.80, 0.60, "met"),
+    (0.75, 0.60, "met"),  # the bar is inclusive
+    (0.70, 0.60, "not met: it beats Otsu but stays below the IoU bar"),
+    (0.80, 0.85, "not met"),  # above the bar but not above Otsu
+    (0.50, 0.60, "not met"),
+])
+def test_bar_verdict(model_iou, otsu_iou, verdict):
+    assert simtoreal.bar_verdict(model_iou, otsu_iou, bar_iou=0.75) == verdict
+
+
+def _bar_tables(dsb_b: float, otsu: float):
+    scores = _scores([("a", "standard", SELECTION_SOURCE, 0.5), ("a", "standard", "dsb2018", 0.95),
+                      ("b", "noise", SELECTION_SOURCE, 0.7), ("b", "noise", "dsb2018", dsb_b),
+                      ("a", "real", SELECTION_SOURCE, 0.99), ("a", "real", "dsb2018", 0.99),  # not a candidate
+                      (simtoreal.BASELINE, "-", "dsb2018", otsu)])
+    randomized = pd.DataFrame([{"iou": iou, "method": "a", "strength": strength, "source": source}
+                               for strength, source, iou in ((0.5, SELECTION_SOURCE, 0.6), (0.5, "dsb2018", 0.3),
+                                                             (1.0, SELECTION_SOURCE, 0.9), (1.0, "dsb2018", 0.3))])
+    return scores, randomized
+
+
+@pytest.mark.parametrize("dsb_b, otsu, verdict", [
+    (0.8, 0.6, "met"),
+    (0.7, 0.6, "not met: it beats Otsu but stays below the IoU bar"),
+    (0.8, 0.9, "not met"),
+])
+def test_the_bar_picks_on_the_selection_source_and_judges_on_the_dsb_image(dsb_b, otsu, verdict):
+    scores, randomized = _bar_tables(dsb_b, otsu)
+    bar = simtoreal.sim_to_real_bar(scores, randomized, regimes=["standard", "noise"], strength=0.5, bar_iou=0.75)
+    assert sorted(bar.candidates.index) == ["a (randomized, strength 0.5)", "a (standard)", "b (noise)"]
+    # b is best on the selection source, though a (standard) is far better on the DSB image.
+    assert bar.model == "b (noise)" and bar.model_iou == pytest.approx(dsb_b)
+    assert bar.baseline_iou == pytest.approx(otsu) and bar.bar_iou == 0.75 and bar.verdict == verdict
+    assert bar.best_any_model == "a (standard)" and bar.best_any_iou == pytest.approx(0.95)
+
+
+def test_the_randomized_candidate_joins_the_bar_at_the_chosen_strength_only():
+    scores, randomized = _bar_tables(0.8, 0.6)
+    bar = simtoreal.sim_to_real_bar(scores, randomized, regimes=["standard", "noise"], strength=1.0, bar_iou=0.75)
+    assert bar.model == "a (randomized, strength 1)" and bar.verdict == "not met"  # 0.3 on the DSB image
+    assert "a (randomized, strength 0.5)" not in bar.candidates.index
+    with pytest.raises(ValueError, match="test source"):
+        simtoreal.sim_to_real_bar(scores, randomized, regimes=["standard"], strength=1.0, bar_iou=0.75,
+                                  source="dsb2018")
+    with pytest.raises(ValueError, match="bar_iou"):
+        simtoreal.sim_to_real_bar(scores, randomized, regimes=["standard"], strength=1.0, bar_iou=75)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rank agreement
+# ----------------------------------------------------------------------------------------------
+
+def test_ranking_table_pairs_the_standard_models_on_the_test_sources():
+    synthetic = pd.DataFrame({"structure": ["nuclei"] * 4 + ["er"], "regime": ["standard"] * 3 + ["noise", "standard"],
+                              "model": ["a", "b", "c", "a", "a"], "iou": [0.8, 0.6, 0.7, 0.0, 0.0]})
+    scores = _scores([("a", "standard", "dsb2018", 0.5), ("a", "standard", "bbbc007_test", 0.3),
+                      ("a", "standard", SELECTION_SOURCE, 0.0),  # the selection source does not count
+                      ("b", "standard", "dsb2018", 0.2), ("a", "noise", "dsb2018", 0.0),
+                      ("c (trained on real)", "standard", "dsb2018", 0.9)])
+    paired = simtoreal.ranking_table(synthetic, scores, models=["a", "b", "c"])
+    assert list(paired.columns) == ["synthetic", "real"] and list(paired.index) == ["a", "b"]  # c: no real score
+    assert paired.loc["a"].tolist() == pytest.approx([0.8, 0.4]) and paired.loc["b"].tolist() == pytest.approx([0.6, 0.2])
+
+
+def _paired(synthetic, real):
+    return pd.DataFrame({"synthetic": synthetic, "real": real}, index=[f"m{k}" for k in range(len(real))])
+
+
+def test_rank_agreement_verdicts():
+    agree = simtoreal.rank_agreement(_paired([0.5, 0.6, 0.7, 0.8, 0.9], [0.1, 0.3, 0.35, 0.5, 0.6]), n_boot=200)
+    assert agree.verdict == "supported" and agree.r == pytest.approx(1.0) and agree.low > 0 and agree.n == 5
+    assert agree.meaning == simtoreal.RANK_MEANINGS["supported"]
+    reverse = simtoreal.rank_agreement(_paired([0.5, 0.6, 0.7, 0.8, 0.9], [0.6, 0.5, 0.35, 0.3, 0.1]), n_boot=200)
+    assert reverse.verdict == "contradicted" and reverse.r == pytest.approx(-1.0) and reverse.high < 0
+    rng = np.random.default_rng(0)
+    mixed = simtoreal.rank_agreement(_paired(rng.uniform(size=8), rng.uniform(size=8)), n_boot=200)
+    assert mixed.verdict == "inconclusive" and mixed.low < 0 < mixed.high
+    assert "cannot tell" in mixed.meaning
+
+
+@pytest.mark.parametrize("paired", [
+    _paired([0.8, 0.7], [0.5, 0.4]),  # two models
+    _paired([0.8, 0.8, 0.8], [0.1, 0.2, 0.3]),  # constant synthetic scores
+    _paired([0.8, 0.7, 0.6], [0.2, 0.2, 0.2]),  # constant real scores
+])
+def test_rank_agreement_is_not_testable_with_few_models_or_constant_scores(paired):
+    agreement = simtoreal.rank_agreement(paired, n_boot=50)
+    assert agreement.verdict == "not testable" and agreement.n == len(paired)
+    assert math.isnan(agreement.r) and math.isnan(agreement.low) and math.isnan(agreement.high)
+    assert agreement.meaning == simtoreal.RANK_MEANINGS["not testable"]
+
+
+def test_every_verdict_has_a_meaning():
+    assert set(simtoreal.RANK_MEANINGS) == {"supported", "contradicted", "inconclusive", "not testable"}
+
+
+def test_docstring_examples():
+    failures, tried = doctest.testmod(simtoreal, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert tried >= 5 and failures == 0

@@ -15,11 +15,13 @@ measures both sides:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ._checks import check_array, check_choice, check_int, check_real
 from .inference import eval_mode, logit_scores, model_device
@@ -240,3 +242,49 @@ def attainable_iou(masks: np.ndarray, output_stride: int, *, objective: str = "b
         return _iou(_upsample(z, tuple(target.shape[-2:]), align_corners), target)
     z = _fit_loss(target, output_stride, align_corners, 200, "bce")
     return _fit_iou(target, z, align_corners, steps or 1000, lr)
+
+
+def attainable_table(masks: dict[str, np.ndarray], strides: Sequence[int] = (1, 2, 4, 8, 16),
+                     objectives: Sequence[str] = ("bce",), *, progress: bool = False) -> pd.DataFrame:
+    """`attainable_iou` per image for every structure of `masks` (name -> (N, H, W) masks), stride
+    and objective: one row per structure, output stride, objective and image.
+
+    Examples
+    --------
+    >>> table = attainable_table({"dots": np.eye(8, dtype=bool)[None]}, strides=(1, 2))
+    >>> table.columns.tolist()
+    ['structure', 'output_stride', 'objective', 'image', 'iou']
+    """
+    objectives = [check_choice("objectives", o, OBJECTIVES) for o in dict.fromkeys(objectives)]
+    rows = []
+    for structure, structure_masks in tqdm(masks.items(), desc="attainable IoU", disable=not progress):
+        for stride in strides:
+            for objective in objectives:
+                for image, iou in enumerate(attainable_iou(structure_masks, stride, objective=objective)):
+                    rows.append({"structure": structure, "output_stride": stride, "objective": objective,
+                                 "image": image, "iou": iou})
+    return pd.DataFrame(rows)
+
+
+def against_attainable(clean: pd.DataFrame, strides: Mapping[str, int] | pd.Series, limits: pd.DataFrame,
+                       loss: str) -> pd.DataFrame:
+    """Each model's clean IoU (`clean`: model, structure, iou) beside the mean IoU that maps at its
+    output stride (`strides`: model -> stride) reach (`limits`, from `attainable_limits`), fitted with
+    the training loss `loss` and for IoU, and the share of the former that the model reaches."""
+    fitted = attainable_columns(loss)
+    against = clean[["model", "structure", "iou"]].assign(output_stride=clean.model.map(strides)).merge(
+        limits, on=["structure", "output_stride"])
+    against["share of attainable"] = against.iou / against[fitted[loss]]
+    return against
+
+
+def attainable_columns(loss: str) -> dict[str, str]:
+    """Readers' column names of the mean attainable IoU, by objective."""
+    return {loss: f"fitted with the training loss ({loss})", "iou": "fitted for IoU (best found)"}
+
+
+def attainable_limits(attainable: pd.DataFrame, loss: str) -> pd.DataFrame:
+    """Mean attainable IoU per structure and output stride, one column per objective
+    (`attainable_columns`)."""
+    limits = attainable.groupby(["structure", "output_stride", "objective"]).iou.mean().unstack("objective")
+    return limits.rename(columns=attainable_columns(loss)).reset_index()

@@ -64,3 +64,15 @@ def test_bad_inputs_name_the_argument():
         Camera(quantum_efficiency=1.5)
     with pytest.raises(ValueError, match="snr"):
         signal_for_snr(0.0, 0.1, CAMERAS["scmos"])
+
+
+def test_photon_transfer_table_recovers_the_cameras_it_was_given():
+    from fmlib.synthesis import get_camera, photon_transfer_table
+
+    curve, fits = photon_transfer_table({"scmos": 400.0, "emccd": 300.0}, 8, size_px=128, rng=0)
+    assert list(curve.camera.unique()) == ["scmos", "emccd"] and len(curve) == 16
+    for name, fit in fits.set_index("camera").iterrows():
+        assert fit["gain set (ADU/e-)"] == get_camera(name).gain_adu_per_e
+        assert abs(fit["gain recovered (ADU/e-)"] / fit["gain set (ADU/e-)"] - 1) < 0.05
+    again = photon_transfer_table({"scmos": 400.0, "emccd": 300.0}, 8, size_px=128, rng=0)
+    assert again[0].equals(curve) and again[1].equals(fits)  # the same seed gives the same table

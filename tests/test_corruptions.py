@@ -104,3 +104,15 @@ def test_bad_input_is_a_clear_error(kwargs, match):
     args = dict(image=np.zeros((8, 8), np.float32), name="defocus", severity=1) | kwargs
     with pytest.raises(ValueError, match=match):
         corrupt(**args)
+
+
+def test_quality_table_scores_every_corruption_severity_and_image():
+    from fmlib.corruptions import quality_table
+    from fmlib.synthesis import make_dataset
+
+    ds = make_dataset("mitochondria", 2, 64, seed=3)
+    table = quality_table(ds, ["gaussian_blur", "photon_noise"], seed=0)
+    assert len(table) == 2 * 5 * 2 and set(table.structure) == {"mitochondria"}
+    blur = table[table.corruption == "gaussian_blur"].groupby("severity").ssim.mean()
+    assert blur.is_monotonic_decreasing  # a stronger blur departs further from the clean image
+    assert quality_table(ds, ["gaussian_blur"], seed=0).equals(table[table.corruption == "gaussian_blur"])

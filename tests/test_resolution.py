@@ -108,3 +108,22 @@ def test_attainable_iou_rejects_bad_input():
 def test_output_stride_leaves_the_model_in_its_mode():
     net = _Coarse(4, False).train()
     assert output_stride(net, size=32) == 4 and net.training
+
+
+def test_attainable_table_and_the_comparison_with_trained_models():
+    import pandas as pd
+
+    from fmlib.resolution import against_attainable, attainable_limits, attainable_table
+
+    lines = np.zeros((2, 32, 32), bool)
+    lines[:, :, ::4] = True
+    table = attainable_table({"lines": lines}, strides=(1, 8), objectives=("bce", "iou", "bce"))
+    assert len(table) == 2 * 2 * 2 and set(table.objective) == {"bce", "iou"}  # duplicates run once
+    limits = attainable_limits(table, "bce")
+    at = limits.set_index("output_stride")
+    column = "fitted with the training loss (bce)"
+    assert at.loc[1, column] == pytest.approx(1.0) and at.loc[8, column] < 0.5
+    clean = pd.DataFrame({"model": ["fine", "coarse"], "structure": "lines", "iou": [0.9, 0.2]})
+    against = against_attainable(clean, {"fine": 1, "coarse": 8}, limits, "bce").set_index("model")
+    assert against.loc["fine", "share of attainable"] == pytest.approx(0.9, rel=1e-6)
+    assert against.loc["coarse", "share of attainable"] == pytest.approx(0.2 / at.loc[8, column])

@@ -25,23 +25,23 @@ Examples
 """
 
 from .adapters import (
-           CONTRACT,
-           IMAGENET_MEAN_STD,
-           NORMALIZATIONS,
-           OUTPUTS,
-           Adapter,
-           check_contract,
-           load_user_model,
+    CONTRACT,
+    IMAGENET_MEAN_STD,
+    NORMALIZATIONS,
+    OUTPUTS,
+    Adapter,
+    check_contract,
+    load_user_model,
 )
 from .assess import (
-           AssayResult,
-           assess,
-           demo_model,
-           headline_attack,
-           images_of,
-           real_scores,
-           with_robustness,
-           worst_failures,
+    AssayResult,
+    assess,
+    demo_model,
+    headline_attack,
+    images_of,
+    real_scores,
+    with_robustness,
+    worst_failures,
 )
 from .compare import compare, findings, reference_tables, resolution
 

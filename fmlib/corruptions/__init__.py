@@ -25,20 +25,21 @@ reference acquisition, electrons <-> display, photon thinning), one module per f
 """
 
 from .acquisition import (
-                          REFERENCE_BACKGROUND_RATIO,
-                          REFERENCE_CAMERA,
-                          REFERENCE_OPTICS,
-                          REFERENCE_PIXEL_UM,
-                          REFERENCE_SNR,
+    REFERENCE_BACKGROUND_RATIO,
+    REFERENCE_CAMERA,
+    REFERENCE_OPTICS,
+    REFERENCE_PIXEL_UM,
+    REFERENCE_SNR,
 )
 from .apply import corrupt, corrupt_dataset
+from .quality import quality_table
 from .registry import (
-                          CORRUPTIONS,
-                          FAMILIES,
-                          SEVERITIES,
-                          Corruption,
-                          describe_corruptions,
-                          list_corruptions,
+    CORRUPTIONS,
+    FAMILIES,
+    SEVERITIES,
+    Corruption,
+    describe_corruptions,
+    list_corruptions,
 )
 
 # Importing the family modules registers their corruptions, in the order of FAMILIES and of the
@@ -48,5 +49,5 @@ from . import noise, optics, illumination, sampling, artifacts  # noqa: E402,F40
 __all__ = [
     "CORRUPTIONS", "Corruption", "FAMILIES", "REFERENCE_BACKGROUND_RATIO", "REFERENCE_CAMERA", "REFERENCE_OPTICS",
     "REFERENCE_PIXEL_UM", "REFERENCE_SNR", "SEVERITIES", "corrupt", "corrupt_dataset", "describe_corruptions",
-    "list_corruptions",
+    "list_corruptions", "quality_table",
 ]

@@ -28,6 +28,7 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 
 from .._checks import as_rng, check_array, check_int, check_real
 
@@ -234,3 +235,39 @@ def flat_field_pairs(levels_e: np.ndarray, camera: Camera, size_px: int = 256,
     rng = as_rng(rng)
     fields = np.broadcast_to(levels_e[:, None, None].astype(np.float64), (len(levels_e), size_px, size_px))
     return expose(fields, camera, rng), expose(fields, camera, rng)
+
+
+def photon_transfer_table(top_levels_e: dict[str, float], n_levels: int, size_px: int = 256,
+                          rng=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Photon-transfer curves of named cameras and the gain and read noise they recover.
+
+    For each camera of `top_levels_e` (name -> brightest level in expected electrons), in order,
+    `n_levels` flat fields from 0 to that level are exposed twice (`flat_field_pairs`, drawing from
+    one generator), measured (`photon_transfer`) and fitted (`fit_photon_transfer`).
+
+    Returns
+    -------
+    curve : DataFrame with camera, level_e, mean_adu, variance_adu2 (one row per level)
+    fits : DataFrame with the set and recovered gain and read noise, slope and intercept per camera
+
+    Examples
+    --------
+    >>> curve, fits = photon_transfer_table({"scmos": 400.0}, 4, size_px=16, rng=0)
+    >>> len(curve), fits.camera.tolist()
+    (4, ['scmos'])
+    """
+    check_int("n_levels", n_levels, low=2)
+    rng = as_rng(rng)
+    rows, fits = [], []
+    for name, top_e in top_levels_e.items():
+        camera = get_camera(name)
+        levels = np.linspace(0.0, check_real(f"top_levels_e[{name!r}]", top_e, low=0.0), n_levels)
+        mean, var = photon_transfer(*flat_field_pairs(levels, camera, size_px, rng=rng), camera.offset_adu)
+        fit = fit_photon_transfer(mean, var, excess_noise_factor_sq=camera.excess_noise_factor_sq)
+        rows += [{"camera": name, "level_e": e, "mean_adu": m, "variance_adu2": v}
+                 for e, m, v in zip(levels, mean, var)]
+        fits.append({"camera": name, "gain set (ADU/e-)": camera.gain_adu_per_e,
+                     "gain recovered (ADU/e-)": fit["gain_adu_per_e"], "read noise set (e-)": camera.read_noise_e,
+                     "read noise recovered (e-)": fit["read_noise_e"], "slope": fit["slope"],
+                     "intercept (ADU²)": fit["intercept_adu2"]})
+    return pd.DataFrame(rows), pd.DataFrame(fits)

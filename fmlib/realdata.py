@@ -24,7 +24,7 @@ from skimage.transform import rescale as _rescale
 
 from ._checks import check_int, check_real
 from .paths import data_dir
-from .synthesis import STRUCTURES, make_dataset
+from .synthesis import STRUCTURES, estimate_snr, make_dataset
 
 LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.8
 LOW_LEVEL, HIGH_LEVEL = 0.1, 0.9
@@ -146,6 +146,24 @@ def match_pixel_size(real_labels: np.ndarray, structure: str = "nuclei", *, n_im
         pilot = make_dataset(structure, n_images, size, seed=seed, pixel_size_um=pixel)
         pixel *= median_diameter_px(pilot.labels) / target
     return float(pixel)
+
+
+def simulate_like(real: RealImage, n_images: int, size: int = 128, *, snr_range: tuple[float, float] = (1.0, 8.0),
+                  seed: int = 0, progress: bool = False):
+    """Synthetic nuclei matched to a real image: the pixel size that gives its median nucleus
+    diameter (`match_pixel_size`, pilot images drawn with `seed`), its estimated SNR clipped to
+    `snr_range`, and its number of nuclei per unit area (within +-25 %); images drawn with seed + 1.
+
+    Returns the synthesis Dataset and the matched ``{"pixel_size_um", "snr", "n_nuclei"}``.
+    """
+    check_int("n_images", n_images, low=1)
+    matched_px = match_pixel_size(real.labels, "nuclei", n_images=n_images, size=size, seed=seed)
+    matched_snr = float(np.clip(estimate_snr(real.raw, real.mask), min(snr_range), max(snr_range)))
+    per_field = real.labels.max() * size**2 / real.labels.size
+    matched_count = (max(1, round(0.75 * per_field)), max(1, round(1.25 * per_field)))
+    synth = make_dataset("nuclei", n_images, size, snr=matched_snr, seed=seed + 1, pixel_size_um=matched_px,
+                         n_nuclei=matched_count, progress=progress)
+    return synth, {"pixel_size_um": matched_px, "snr": matched_snr, "n_nuclei": matched_count}
 
 
 class Tiles(NamedTuple):

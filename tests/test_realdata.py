@@ -58,3 +58,13 @@ def test_rescale_brings_nuclei_to_a_target_diameter():
         realdata.rescale(real, 0.0)
     with pytest.raises(ValueError, match="diameter_px"):
         realdata.nuclei_tiles(64, diameter_px=-3)
+
+
+def test_a_simulation_like_the_real_image_matches_its_nucleus_size_and_density():
+    real = realdata.load_dsb2018()
+    synth, matched = realdata.simulate_like(real, 4, 128, snr_range=(1.0, 8.0), seed=0)
+    assert len(synth) == 4 and 1.0 <= matched["snr"] <= 8.0
+    real_d, synth_d = realdata.median_diameter_px(real.labels), realdata.median_diameter_px(synth.labels)
+    assert abs(synth_d / real_d - 1) < 0.25
+    low, high = matched["n_nuclei"]
+    assert low <= real.labels.max() * 128**2 / real.labels.size <= high

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from fmlib.attacks import PGD
 from fmlib.models import create_model
-from fmlib.study import STANDARD_WIDTHS
+from fmlib.profiles import STANDARD_WIDTHS
 from fmlib.synthesis import make_dataset
 
 HERE = Path(__file__).resolve().parent

@@ -24,7 +24,7 @@ def measure(name: str, size: int, n_images: int, batch_size: int, epochs: int, r
     import torch
 
     from fmlib.models import count_parameters, create_model
-    from fmlib.study import STANDARD_WIDTHS
+    from fmlib.profiles import STANDARD_WIDTHS
     from fmlib.synthesis import make_dataset
     from fmlib.training import TrainConfig, fit, segmentation_loss
 

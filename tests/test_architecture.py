@@ -143,3 +143,28 @@ def test_the_layer_check_names_an_upward_import(monkeypatch):
     monkeypatch.setattr(__import__(__name__), "_graph", lambda: (modules, graph))
     with pytest.raises(AssertionError, match=r"fmlib/metrics.py:99 imports fmlib.runner"):
         test_imports_point_down()
+
+
+def test_benchmarks_scripts_and_notebooks_import_modules_that_exist():
+    # Nothing outside the package checks its imports at test time: a moved module would break them silently.
+    import importlib.util
+    import json
+
+    root = PACKAGE.parent
+    sources = {p: p.read_text() for p in [*root.glob("benchmarks/*.py"), *root.glob("scripts/*.py")]}
+    for nb in root.glob("notebooks/*.ipynb"):
+        cells = json.loads(nb.read_text())["cells"]
+        sources[nb] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    missing = []
+    for path, text in sources.items():
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fmlib"):
+                module = importlib.import_module(node.module)
+                missing += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
+                            if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("fmlib") and importlib.util.find_spec(alias.name) is None:
+                        missing.append(f"{path.name}: import {alias.name}")
+    assert not missing, "\n".join(missing)

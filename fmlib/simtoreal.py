@@ -26,10 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ._checks import check_int, check_real
 from .domain import PhysicsRanges, randomized_dataset
@@ -39,9 +41,6 @@ from .models import create_model
 from .realdata import REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles, otsu_watershed
 from .synthesis import Dataset
 from .training import TrainConfig, TrainedModel, fit
-
-if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
-    import pandas
 
 #: The classic baseline's ``method`` and ``regime`` in the score tables.
 BASELINE = "otsu_watershed"
@@ -120,21 +119,17 @@ def validation_split(tiles: Tiles) -> tuple[Tiles, Tiles]:
 # ----------------------------------------------------------------------------------------------
 
 def source_scores(model: torch.nn.Module, tiles: Mapping[str, Tiles], sources: Iterable[str], /,
-                  **columns) -> "pandas.DataFrame":
+                  **columns) -> pd.DataFrame:
     """Per-tile scores of `model` (`fmlib.evaluation.clean_scores`) on each of `sources` (keys of
     `tiles`), one table: the `columns` (e.g. ``method="unet", regime="standard"``, in that order)
     and then ``source`` are added to every row."""
-    import pandas as pd
-
     return pd.concat([clean_scores(model, tiles[source]).assign(**columns, source=source) for source in sources],
                      ignore_index=True)
 
 
-def baseline_scores(tiles: Mapping[str, Tiles], sources: Iterable[str]) -> "pandas.DataFrame":
+def baseline_scores(tiles: Mapping[str, Tiles], sources: Iterable[str]) -> pd.DataFrame:
     """Per-tile scores of the Otsu + watershed baseline (`fmlib.realdata.otsu_watershed`) on each of
     `sources`, with ``method`` `BASELINE`, ``regime`` `BASELINE_REGIME` and ``source``."""
-    import pandas as pd
-
     rows = []
     for source in sources:
         predictions = np.stack([otsu_watershed(image) > 0 for image in tiles[source].images])
@@ -145,7 +140,7 @@ def baseline_scores(tiles: Mapping[str, Tiles], sources: Iterable[str]) -> "pand
 
 def pool_scores(models: Iterable[tuple[str, str, torch.nn.Module]], tiles: Mapping[str, Tiles], *,
                 sources: Iterable[str] = (SELECTION_SOURCE, *REAL_TEST_SOURCES),
-                baseline_sources: Iterable[str] = REAL_TEST_SOURCES) -> "pandas.DataFrame":
+                baseline_sources: Iterable[str] = REAL_TEST_SOURCES) -> pd.DataFrame:
     """Every model of a pool on every source, and the baseline on `baseline_sources`: one table.
 
     Parameters
@@ -166,8 +161,6 @@ def pool_scores(models: Iterable[tuple[str, str, torch.nn.Module]], tiles: Mappi
         One row per tile, model (or baseline) and source: ``image``, ``tile``, ``iou``, ``dice``,
         ``precision``, ``recall``, ``method``, ``regime``, ``source``.
     """
-    import pandas as pd
-
     sources, baseline_sources = list(sources), list(baseline_sources)
     rows = [source_scores(model, tiles, sources, method=name, regime=regime) for name, regime, model in models]
     if baseline_sources:
@@ -188,7 +181,7 @@ def _check_selection(source: str) -> str:
     return source
 
 
-def best_architecture(scores: "pandas.DataFrame", *, source: str = SELECTION_SOURCE, regime: str = "standard") -> str:
+def best_architecture(scores: pd.DataFrame, *, source: str = SELECTION_SOURCE, regime: str = "standard") -> str:
     """The ``method`` of `scores` (a `pool_scores` table) with the highest mean IoU on `source`
     among the rows of `regime`. Raises ValueError for a test source or when no row matches."""
     _check_selection(source)
@@ -198,7 +191,7 @@ def best_architecture(scores: "pandas.DataFrame", *, source: str = SELECTION_SOU
     return rows.groupby("method").iou.mean().idxmax()
 
 
-def best_strength(summary: "pandas.DataFrame", *, source: str = SELECTION_SOURCE) -> float:
+def best_strength(summary: pd.DataFrame, *, source: str = SELECTION_SOURCE) -> float:
     """The randomization strength with the highest ``mean`` on `source` in `summary` (a bootstrap
     summary of `candidate_scores` by ``source`` and ``strength``, `fmlib.metrics.bootstrap_scores`)."""
     _check_selection(source)
@@ -264,8 +257,6 @@ def randomized_candidates(model_name: str, strengths: Iterable[float], config: T
     dict of float to Candidate
         By strength, in the order of `strengths`: the trained model and its training images.
     """
-    from tqdm.auto import tqdm
-
     ranges = PhysicsRanges() if ranges is None else ranges
     out = {}
     for strength in tqdm(list(strengths), desc="randomization strengths", disable=not progress):
@@ -280,11 +271,9 @@ def randomized_candidates(model_name: str, strengths: Iterable[float], config: T
 
 
 def candidate_scores(candidates: Mapping[float, Candidate], tiles: Mapping[str, Tiles], sources: Iterable[str], *,
-                     method: str) -> "pandas.DataFrame":
+                     method: str) -> pd.DataFrame:
     """Per-tile scores of every candidate (by strength, `randomized_candidates`) on every source:
     one table with ``method``, ``strength`` and ``source``."""
-    import pandas as pd
-
     sources = list(sources)
     return pd.concat([source_scores(candidate.model, tiles, sources, method=method, strength=strength)
                       for strength, candidate in candidates.items()], ignore_index=True)
@@ -296,14 +285,11 @@ def candidate_scores(candidates: Mapping[float, Candidate], tiles: Mapping[str, 
 
 def robustness_tables(cfg: Mapping, models: Iterable[tuple[str, torch.nn.Module]], tiles: Tiles, *,
                       attacks: Sequence[str] = ("pgd",),
-                      progress: bool = True) -> tuple["pandas.DataFrame", "pandas.DataFrame"]:
+                      progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Corruptions (`fmlib.evaluation.corruption_table`) and `attacks` with the noise baseline
     (`fmlib.evaluation.attack_table`) of every (name, model) of `models` on `tiles`, under study
     configuration `cfg`. Returns (corruption, adversarial) tables with a ``model`` column; the
     corruption table also gets the per-image ``robustness`` (corrupted over clean IoU)."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     corr_rows, adv_rows = [], []
     for name, model in tqdm(models, desc="models", disable=not progress):
         corr_rows.append(corruption_table(cfg, model, tiles).assign(model=name))
@@ -337,16 +323,14 @@ def bar_verdict(model_iou: float, baseline_iou: float, *, bar_iou: float) -> str
     return "not met"
 
 
-def bar_candidates(scores: "pandas.DataFrame", randomized_scores: "pandas.DataFrame", *, regimes: Iterable[str],
-                   strength: float) -> "pandas.DataFrame":
+def bar_candidates(scores: pd.DataFrame, randomized_scores: pd.DataFrame, *, regimes: Iterable[str],
+                   strength: float) -> pd.DataFrame:
     """Mean IoU of every candidate for the bar, one row per candidate and one column per source.
 
     The candidates are the models of `scores` (a `pool_scores` table) trained in one of `regimes`,
     named ``"<method> (<regime>)"``, and the randomized model of `randomized_scores` (a
     `candidate_scores` table) at `strength`, named ``"<method> (randomized, strength <strength>)"``.
     """
-    import pandas as pd
-
     trained = scores[scores.regime.isin(list(regimes))]
     randomized = randomized_scores[randomized_scores.strength == strength]
     pool = pd.concat([trained.assign(candidate=trained.method + " (" + trained.regime + ")"),
@@ -375,7 +359,7 @@ class SimToRealBar:
         The candidate that does best on the target itself, an optimistic choice, and its IoU.
     """
 
-    candidates: "pandas.DataFrame"
+    candidates: pd.DataFrame
     model: str
     model_iou: float
     baseline_iou: float
@@ -385,7 +369,7 @@ class SimToRealBar:
     best_any_iou: float
 
 
-def sim_to_real_bar(scores: "pandas.DataFrame", randomized_scores: "pandas.DataFrame", *, regimes: Iterable[str],
+def sim_to_real_bar(scores: pd.DataFrame, randomized_scores: pd.DataFrame, *, regimes: Iterable[str],
                     strength: float, bar_iou: float, source: str = SELECTION_SOURCE,
                     target: str = "dsb2018") -> SimToRealBar:
     """The sim-to-real bar: does the best synthetic-trained model, chosen on `source`, beat the
@@ -428,9 +412,9 @@ def sim_to_real_bar(scores: "pandas.DataFrame", randomized_scores: "pandas.DataF
 # Do the rankings agree?
 # ----------------------------------------------------------------------------------------------
 
-def ranking_table(synthetic_scores: "pandas.DataFrame", scores: "pandas.DataFrame", *, models: Iterable[str],
+def ranking_table(synthetic_scores: pd.DataFrame, scores: pd.DataFrame, *, models: Iterable[str],
                   sources: Iterable[str] = REAL_TEST_SOURCES, structure: str = "nuclei",
-                  regime: str = "standard") -> "pandas.DataFrame":
+                  regime: str = "standard") -> pd.DataFrame:
     """Mean IoU per model on synthetic and on real test images, side by side.
 
     Parameters
@@ -449,8 +433,6 @@ def ranking_table(synthetic_scores: "pandas.DataFrame", scores: "pandas.DataFram
         ``synthetic`` and ``real`` mean IoU, indexed by model; models missing from either table
         are dropped.
     """
-    import pandas as pd
-
     synthetic = (synthetic_scores[(synthetic_scores.structure == structure) & (synthetic_scores.regime == regime)]
                  .groupby("model").iou.mean())
     real = (scores[(scores.regime == regime) & scores.method.isin(list(models)) & scores.source.isin(list(sources))]
@@ -475,7 +457,7 @@ class RankAgreement:
         return RANK_MEANINGS[self.verdict]
 
 
-def rank_agreement(paired: "pandas.DataFrame", *, n_boot: int = 2000, seed: int = 0) -> RankAgreement:
+def rank_agreement(paired: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> RankAgreement:
     """Do the models rank alike on synthetic and on real images?
 
     The Spearman correlation of ``paired.synthetic`` and ``paired.real`` (a `ranking_table`), with a
@@ -485,7 +467,6 @@ def rank_agreement(paired: "pandas.DataFrame", *, n_boot: int = 2000, seed: int 
 
     Examples
     --------
-    >>> import pandas as pd
     >>> rank_agreement(pd.DataFrame({"synthetic": [0.8, 0.7], "real": [0.5, 0.4]})).verdict
     'not testable'
     """

@@ -162,7 +162,8 @@ def test_benchmarks_scripts_and_notebooks_import_modules_that_exist():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fmlib"):
                 module = importlib.import_module(node.module)
                 missing += [f"{path.name}: from {node.module} import {a.name}" for a in node.names
-                            if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+                            if not hasattr(module, a.name)
+                            and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name.startswith("fmlib") and importlib.util.find_spec(alias.name) is None:

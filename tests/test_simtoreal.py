@@ -52,6 +52,11 @@ def test_spread_indices_cover_the_tiles_evenly_without_duplicates(n_tiles, n):
     assert gaps.max() - gaps.min() <= 1  # evenly spread
 
 
+def test_spread_indices_round_to_the_nearest_tile():
+    assert simtoreal.spread_indices(64, 4).tolist() == [0, 21, 42, 63]
+    assert simtoreal.spread_indices(64, 5).tolist() == [0, 16, 32, 47, 63]  # 15.75, 31.5, 47.25 rounded
+
+
 def test_spread_indices_are_capped_at_the_number_of_tiles():
     assert simtoreal.spread_indices(3, 8).tolist() == [0, 1, 2]
     assert simtoreal.spread_indices(1, 4).tolist() == [0]
@@ -175,7 +180,8 @@ def test_the_real_reference_trains_on_the_training_part_with_its_seed():
     kwargs = dict(epochs=1, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
     fitted = simtoreal.fit_real_reference("sim_unet", tiles, **kwargs)
     assert fitted.config == TrainConfig(epochs=1, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
-    assert torch.equal(_weights(fitted.model), _weights(simtoreal.fit_real_reference("sim_unet", tiles, **kwargs).model))
+    again = simtoreal.fit_real_reference("sim_unet", tiles, **kwargs)
+    assert torch.equal(_weights(fitted.model), _weights(again.model))
     assert not torch.equal(_weights(fitted.model),
                            _weights(simtoreal.fit_real_reference("sim_unet", tiles, **{**kwargs, "seed": 4}).model))
 
@@ -272,7 +278,8 @@ def test_ranking_table_pairs_the_standard_models_on_the_test_sources():
                       ("c (trained on real)", "standard", "dsb2018", 0.9)])
     paired = simtoreal.ranking_table(synthetic, scores, models=["a", "b", "c"])
     assert list(paired.columns) == ["synthetic", "real"] and list(paired.index) == ["a", "b"]  # c: no real score
-    assert paired.loc["a"].tolist() == pytest.approx([0.8, 0.4]) and paired.loc["b"].tolist() == pytest.approx([0.6, 0.2])
+    assert paired.loc["a"].tolist() == pytest.approx([0.8, 0.4])
+    assert paired.loc["b"].tolist() == pytest.approx([0.6, 0.2])
 
 
 def _paired(synthetic, real):

@@ -1,0 +1,82 @@
+"""Sim-to-real: models trained on synthetic images, scored on real nuclei images.
+
+The experiments of the real-images chapter, as functions of models, tiles (`fmlib.realdata.Tiles`)
+and plain values:
+
+- score a pool of synthetic-trained models on several real sources, with the Otsu + watershed
+  baseline beside them (`pool_scores`, `source_scores`, `baseline_scores`);
+- choose models on the selection source only, never on a test source (`best_architecture`,
+  `best_strength`; the sources are `fmlib.realdata.SELECTION_SOURCE` and
+  `fmlib.realdata.REAL_TEST_SOURCES`);
+- train the two comparisons of the chapter: the best architecture on the real training tiles
+  (`fit_real_reference`) and on domain-randomized synthetic images at several strengths
+  (`randomized_candidates`, `candidate_scores`);
+- corruptions and attacks on a few real tiles spread over an image (`spread_tiles`,
+  `robustness_tables`);
+- the two verdicts: whether the chosen synthetic-trained model clears the sim-to-real bar on the
+  DSB image (`sim_to_real_bar`, `bar_verdict`) and whether models rank alike on synthetic and real
+  images (`ranking_table`, `rank_agreement`).
+
+Every table is tidy: one row per tile and model (and source, regime or strength), with the
+per-tile scores of `fmlib.evaluation.prediction_scores`.
+"""
+
+from .comparisons import (
+    RANDOMIZED_TRAIN_SEED_OFFSET,
+    RANDOMIZED_VAL_SEED_OFFSET,
+    Candidate,
+    candidate_scores,
+    fit_real_reference,
+    randomized_candidates,
+)
+from .scores import (
+    BASELINE,
+    BASELINE_REGIME,
+    baseline_scores,
+    best_architecture,
+    best_strength,
+    pool_scores,
+    robustness_tables,
+    source_scores,
+)
+from .tiles import as_tiles, spread_indices, spread_tiles, tile_subset, validation_split
+from .verdicts import (
+    RANK_MEANINGS,
+    RankAgreement,
+    SimToRealBar,
+    bar_candidates,
+    bar_verdict,
+    rank_agreement,
+    ranking_table,
+    sim_to_real_bar,
+)
+
+__all__ = [
+    "BASELINE",
+    "BASELINE_REGIME",
+    "Candidate",
+    "RANDOMIZED_TRAIN_SEED_OFFSET",
+    "RANDOMIZED_VAL_SEED_OFFSET",
+    "RANK_MEANINGS",
+    "RankAgreement",
+    "SimToRealBar",
+    "as_tiles",
+    "bar_candidates",
+    "bar_verdict",
+    "baseline_scores",
+    "best_architecture",
+    "best_strength",
+    "candidate_scores",
+    "fit_real_reference",
+    "pool_scores",
+    "randomized_candidates",
+    "rank_agreement",
+    "ranking_table",
+    "robustness_tables",
+    "sim_to_real_bar",
+    "source_scores",
+    "spread_indices",
+    "spread_tiles",
+    "tile_subset",
+    "validation_split",
+]

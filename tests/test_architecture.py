@@ -18,7 +18,7 @@ LAYERS = [
     ("base", {"_checks", "metrics", "inference", "synthesis", "models", "corruptions", "attacks", "plotting"}),
     ("store", {"paths", "cache"}),
     ("training", {"training", "checkpoints"}),
-    ("analysis", {"evaluation", "resolution", "realdata", "domain", "simtoreal", "recommendations"}),
+    ("analysis", {"evaluation", "resolution", "realdata", "domain", "simtoreal", "recommendations", "strength"}),
     ("configuration", {"profiles"}),
     ("grid", {"grid", "executors"}),
     ("study", {"provenance", "runner"}),

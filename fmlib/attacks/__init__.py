@@ -1,0 +1,47 @@
+"""Adversarial attacks for per-pixel binary segmentation.
+
+A small `Attack` base in the manner of torchattacks: the base handles the device, eval mode,
+gradients, projection onto the budget, clipping to [0, 1] and seeding; each attack sets its loss
+and its step. All attacks are untargeted on the per-pixel binary cross-entropy of the ground-truth
+mask (one logit per pixel: cross-entropy over classes, as general attack libraries use, has a zero
+gradient on such models). Budgets are in image-intensity space: ``eps=8/255`` is 8 grey levels.
+
+Attacks: `FGSM`, `IFGSM` (the paper's step and iterations), `PGD` (L-inf and L2, random start),
+`SegPGD` (Gu et al., ECCV 2022) and `CosPGD` (Agnihotri et al., ICML 2024); `APGD` (Croce & Hein
+2020) on segmentation losses, and `worst_case`, the per-image worst case of an ensemble of all of them
+with restarts (in the spirit of AutoAttack and SEA), which `evaluate_attack(..., "ensemble")` reports.
+"""
+
+from .apgd import APGD, LOSSES, checkpoints
+from .base import NORMS, PAPER_EPS, Attack, check_inputs, project, random_sign_noise, random_start
+from .ensemble import members, worst_case
+from .evaluate import ENSEMBLE, NOISE, TRANSFER, evaluate_attack
+from .gradient import FGSM, IFGSM, PGD, CosPGD, SegPGD, ifgsm_steps
+from .registry import ATTACKS, create_attack
+
+__all__ = [
+    "APGD",
+    "ATTACKS",
+    "Attack",
+    "CosPGD",
+    "ENSEMBLE",
+    "FGSM",
+    "IFGSM",
+    "LOSSES",
+    "NOISE",
+    "NORMS",
+    "PAPER_EPS",
+    "PGD",
+    "SegPGD",
+    "TRANSFER",
+    "check_inputs",
+    "checkpoints",
+    "create_attack",
+    "evaluate_attack",
+    "ifgsm_steps",
+    "members",
+    "project",
+    "random_sign_noise",
+    "random_start",
+    "worst_case",
+]

@@ -1,0 +1,83 @@
+"""Evidence of an attack's strength, per model: is the robust IoU a worst case or an artefact?
+
+A robust score means something only if the attack behind it is strong. Reviewers check first
+(Carlini et al. 2019, "On evaluating adversarial robustness"; Croce & Hein 2020):
+
+- the attack has converged: more iterations no longer lower the IoU (`converged`);
+- the damage grows with the budget (`monotone in eps`);
+- iterative attacks do at least as well as a single step, and every attack better than random noise
+  of the same budget;
+- a white-box attack does at least as well as examples transferred from another model.
+
+A model on which a weaker attack (one step, noise, or a transfer) lowers the IoU more than the
+white-box attack has gradients that mislead the attack: "gradient masking suspected". Its robust IoU
+is then an upper bound, not a measurement, and the book does not call it robust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ._checks import check_real
+
+MASKING = "gradient masking suspected"
+PASSES = "passes"
+
+
+def converged(trace: Sequence[float], *, tail: float = 0.25, tol: float = 0.01) -> bool:
+    """Whether an attack's IoU-against-iteration curve (`trace`, the mean best IoU after each
+    iteration) has flattened: the last `tail` of the iterations lowered it by at most `tol`."""
+    trace = np.asarray(trace, dtype=float)
+    check_real("tail", tail, low=0.0, high=1.0, low_inclusive=False)
+    if len(trace) < 2:
+        return False
+    start = trace[min(len(trace) - 1, int(np.floor((1 - tail) * (len(trace) - 1))))]
+    return bool(start - trace[-1] <= tol)
+
+
+def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", iterative: Sequence[str] = ("ifgsm",
+             "pgd"), noise: str = "noise", transfer: str | None = "transfer", by: Sequence[str] = ("model",),
+             tol: float = 0.01) -> pd.DataFrame:
+    """Per group of `by`, the strength checks of `white_box` on an attack table (columns ``attack``,
+    ``eps_255``, ``iou`` and those of `by`; one row per image, attack and budget), each True when it
+    holds, and a verdict: `PASSES`, or `MASKING` when one step, noise or a transfer lowers the mean IoU
+    more than `white_box` at some budget (by more than `tol`).
+
+    A check whose attacks are missing from the table is reported as None (not run), never as passed.
+    """
+    tol = check_real("tol", tol, low=0.0)
+    by = list(by)
+    means = table.groupby([*by, "attack", "eps_255"]).iou.mean()
+    rows = []
+    for key, part in means.groupby(level=list(range(len(by)))):
+        part = part.droplevel(list(range(len(by))))
+        attacks = set(part.index.get_level_values("attack"))
+
+        def curve(name):
+            return part.loc[name] if name in attacks else None
+
+        wb = curve(white_box)
+        if wb is None:
+            raise ValueError(f"white_box: no {white_box!r} rows in the table for {dict(zip(by, np.atleast_1d(key)))}")
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        row["monotone_in_eps"] = bool((np.diff(wb.sort_index().to_numpy()) <= tol).all())
+
+        def no_better_than(name):  # True: `name` never lowers the IoU more than the white-box attack
+            other = curve(name)
+            if other is None:
+                return None
+            common = wb.index.intersection(other.index)
+            return bool((wb.loc[common] <= other.loc[common] + tol).all())
+
+        row["beats_single_step"] = no_better_than(single_step)
+        found = [no_better_than(name) for name in iterative if name in attacks]
+        row["beats_iterative"] = all(found) if found else None
+        row["beats_noise"] = no_better_than(noise)
+        row["beats_transfer"] = no_better_than(transfer) if transfer else None
+        weaker_wins = [row[k] is False for k in ("beats_single_step", "beats_noise", "beats_transfer")]
+        row["verdict"] = MASKING if any(weaker_wins) else PASSES
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,141 @@
+"""APGD, the worst case over the attack ensemble, and the checks of an attack's strength."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fmlib import strength
+from fmlib.attacks import APGD, ENSEMBLE, LOSSES, TRANSFER, checkpoints, create_attack, evaluate_attack, worst_case
+from fmlib.inference import predict_scores
+from fmlib.models import create_model
+from fmlib.synthesis import make_dataset
+from fmlib.training import TrainConfig, fit
+
+EPS = 8 / 255
+
+
+@pytest.fixture(scope="module")
+def trained():
+    train = make_dataset("nuclei", 8, 64, seed=0)
+    test = make_dataset("nuclei", 4, 64, seed=50)
+    torch.manual_seed(0)
+    result = fit(create_model("sim_unet"), train, train, TrainConfig(epochs=25, batch_size=4, lr=3e-3), progress=False)
+    x = torch.from_numpy(test.images[:, None])
+    y = torch.from_numpy(test.masks[:, None].astype(np.float32))
+    return result.model.cpu(), x, y
+
+
+def _iou(model, x, y):
+    return predict_scores(model, x, y)["iou"]
+
+
+def test_checkpoints_follow_the_apgd_schedule():
+    marks = checkpoints(100)
+    assert marks[0] == 22 and marks == sorted(set(marks)) and marks[-1] <= 100
+    gaps = np.diff([0, *marks])
+    assert (gaps[1:] <= gaps[:-1]).all()  # checkpoints come closer together
+    assert checkpoints(5)[-1] <= 5
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("norm, eps", [("linf", EPS), ("l2", 1.0)])
+def test_apgd_stays_in_the_budget_and_is_deterministic(trained, loss, norm, eps):
+    model, x, y = trained
+    attack = APGD(model, eps, steps=10, loss=loss, norm=norm, random_start=True, seed=3)
+    adv = attack(x, y)
+    delta = (adv - x).flatten(1)
+    bound = delta.norm(dim=1) if norm == "l2" else delta.abs().max(dim=1).values
+    assert (bound <= eps + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
+    assert torch.equal(adv, APGD(model, eps, steps=10, loss=loss, norm=norm, random_start=True, seed=3)(x, y))
+    assert len(attack.trace) >= 2 and all(b <= a + 1e-12 for a, b in zip(attack.trace, attack.trace[1:]))
+
+
+def test_apgd_is_at_least_as_strong_as_pgd(trained):
+    model, x, y = trained
+    pgd = _iou(model, create_attack("pgd", model, EPS, steps=10)(x, y), y).mean()
+    apgd = _iou(model, APGD(model, EPS, steps=30, loss="bce")(x, y), y).mean()
+    assert apgd <= pgd + 0.02
+
+
+def test_the_ensemble_is_the_per_image_worst_case_of_its_members(trained):
+    model, x, y = trained
+    adv, table = worst_case(model, x, y, EPS, steps=10, restarts=2, pgd_steps=10)
+    worst = _iou(model, adv, y)
+    per_member = table.pivot_table(index="image", columns="member", values="iou", aggfunc="min")
+    assert {"fgsm", "ifgsm", "pgd", "apgd-bce", "apgd-jaccard", "apgd-segpgd", "apgd-bce-r1"} <= set(table.member)
+    for image, row in per_member.iterrows():
+        assert worst[image] <= row.min() + 1e-9  # no member does better than the ensemble
+    for name in ("fgsm", "ifgsm", "pgd"):  # nor any of the paper's attacks run alone
+        alone = _iou(model, create_attack(name, model, EPS)(x, y), y)
+        assert (worst <= alone + 1e-9).all()
+    assert table.groupby("image").worst.sum().le(1).all()  # one winner per image at most
+
+
+def test_a_fully_fooled_image_is_not_attacked_further():
+    # A pixel threshold at 0.3: one FGSM step of 0.9 darkens every foreground pixel below it (IoU 0).
+    threshold = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        threshold.weight.fill_(5.0)
+        threshold.bias.fill_(-1.5)
+    test = make_dataset("nuclei", 3, 64, seed=5)
+    x = torch.from_numpy(test.images[:, None])
+    y = torch.from_numpy(test.masks[:, None].astype(np.float32))
+    assert (_iou(threshold, x, y) > 0.5).all()
+    adv, table = worst_case(threshold, x, y, 0.9, steps=5)
+    assert set(table.member) == {"fgsm"} and (table.iou == 0).all() and table.worst.all()
+    assert (_iou(threshold, adv, y) == 0).all()
+
+
+def test_evaluate_attack_reports_the_ensemble_and_transfers(trained):
+    model, x, y = trained
+    images, masks = x[:, 0].numpy(), y[:, 0].numpy()
+    table = evaluate_attack(model, images, masks, ENSEMBLE, [2 / 255, EPS], steps=5, restarts=1)
+    pgd = evaluate_attack(model, images, masks, "pgd", [2 / 255, EPS], steps=10)
+    assert set(table.attack) == {ENSEMBLE} and (table.iou.to_numpy() <= pgd.iou.to_numpy() + 1e-9).all()
+    other = create_model("unet3", width=0.25)
+    transfer = evaluate_attack(model, images, masks, TRANSFER, [EPS], surrogate=other)
+    assert set(transfer.attack) == {TRANSFER} and len(transfer) == len(images)
+    with pytest.raises(ValueError, match="surrogate"):
+        evaluate_attack(model, images, masks, TRANSFER, [EPS])
+    with pytest.raises(ValueError, match="attack"):
+        evaluate_attack(model, images, masks, "autoattack", [EPS])
+
+
+class Quantized(torch.nn.Module):
+    """A model whose input is rounded to 8 bits: the rounding has a zero gradient, so gradient attacks
+    see nothing, while the same network without it is as vulnerable as ever (gradient masking)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(torch.round(x * 255) / 255)
+
+
+def test_masked_gradients_are_flagged_when_a_transfer_beats_the_white_box_attack(trained):
+    model, x, y = trained
+    masked = Quantized(model).eval()
+    images, masks = x[:, 0].numpy(), y[:, 0].numpy()
+    eps = [4 / 255, 16 / 255]
+    with pytest.warns(RuntimeWarning, match="gradient"):
+        white = evaluate_attack(masked, images, masks, ENSEMBLE, eps, steps=5)
+    tables = [white, evaluate_attack(masked, images, masks, TRANSFER, eps, surrogate=model, steps=10),
+              evaluate_attack(masked, images, masks, "fgsm", eps), evaluate_attack(masked, images, masks, "noise", eps)]
+    verdict = strength.diagnose(pd.concat(tables).assign(model="quantized"), white_box=ENSEMBLE, iterative=())
+    assert verdict.verdict.iloc[0] == strength.MASKING and not verdict.beats_transfer.iloc[0]
+    # the plain network passes the same checks
+    plain = [evaluate_attack(model, images, masks, name, eps, **kw) for name, kw in
+             ((ENSEMBLE, {"steps": 10}), ("fgsm", {}), ("pgd", {"steps": 10}), ("noise", {}))]
+    checks = strength.diagnose(pd.concat(plain).assign(model="plain"), white_box=ENSEMBLE, transfer=None,
+                               iterative=("pgd",))
+    row = checks.iloc[0]
+    assert row.verdict == strength.PASSES and row.beats_single_step and row.beats_noise and row.monotone_in_eps
+    assert row.beats_transfer is None  # not run: never reported as passed
+
+
+def test_convergence_of_an_iou_curve():
+    assert strength.converged([0.9, 0.5, 0.3, 0.25, 0.249, 0.249, 0.249, 0.249])
+    assert not strength.converged([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    assert not strength.converged([0.5])

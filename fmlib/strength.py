@@ -54,30 +54,31 @@ def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", 
     rows = []
     for key, part in means.groupby(level=list(range(len(by)))):
         part = part.droplevel(list(range(len(by))))
-        attacks = set(part.index.get_level_values("attack"))
-
-        def curve(name):
-            return part.loc[name] if name in attacks else None
-
-        wb = curve(white_box)
-        if wb is None:
-            raise ValueError(f"white_box: no {white_box!r} rows in the table for {dict(zip(by, np.atleast_1d(key)))}")
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        wb = _curve(part, white_box)
+        if wb is None:
+            raise ValueError(f"white_box: no {white_box!r} rows in the table for {row}")
         row["monotone_in_eps"] = bool((np.diff(wb.sort_index().to_numpy()) <= tol).all())
-
-        def no_better_than(name):  # True: `name` never lowers the IoU more than the white-box attack
-            other = curve(name)
-            if other is None:
-                return None
-            common = wb.index.intersection(other.index)
-            return bool((wb.loc[common] <= other.loc[common] + tol).all())
-
-        row["beats_single_step"] = no_better_than(single_step)
-        found = [no_better_than(name) for name in iterative if name in attacks]
+        row["beats_single_step"] = _no_better_than(wb, _curve(part, single_step), tol)
+        found = [_no_better_than(wb, _curve(part, name), tol) for name in iterative]
+        found = [f for f in found if f is not None]
         row["beats_iterative"] = all(found) if found else None
-        row["beats_noise"] = no_better_than(noise)
-        row["beats_transfer"] = no_better_than(transfer) if transfer else None
+        row["beats_noise"] = _no_better_than(wb, _curve(part, noise), tol)
+        row["beats_transfer"] = _no_better_than(wb, _curve(part, transfer), tol) if transfer else None
         weaker_wins = [row[k] is False for k in ("beats_single_step", "beats_noise", "beats_transfer")]
         row["verdict"] = MASKING if any(weaker_wins) else PASSES
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _curve(means: pd.Series, attack: str) -> pd.Series | None:
+    """Mean IoU against the budget of `attack`, or None when it was not run."""
+    return means.loc[attack] if attack in means.index.get_level_values("attack") else None
+
+
+def _no_better_than(white_box: pd.Series, other: pd.Series | None, tol: float) -> bool | None:
+    """True when `other` never lowers the IoU more than the white-box attack (None: not run)."""
+    if other is None:
+        return None
+    common = white_box.index.intersection(other.index)
+    return bool((white_box.loc[common] <= other.loc[common] + tol).all())

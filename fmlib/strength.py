@@ -9,6 +9,9 @@ A robust score means something only if the attack behind it is strong. Reviewers
   of the same budget;
 - a white-box attack does at least as well as examples transferred from another model.
 
+Budgets mean little without a scale: `budget_units` gives each one as a multiple of the images' own
+noise and of their standard deviation (the paper's "/std" units).
+
 A model on which a weaker attack (one step, noise, or a transfer) lowers the IoU more than the
 white-box attack has gradients that mislead the attack: "gradient masking suspected". Its robust IoU
 is then an upper bound, not a measurement, and the book does not call it robust.
@@ -22,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_real
+from .synthesis import DISPLAY_SIGNAL
 
 MASKING = "gradient masking suspected"
 PASSES = "passes"
@@ -82,3 +86,34 @@ def _no_better_than(white_box: pd.Series, other: pd.Series | None, tol: float) -
         return None
     common = white_box.index.intersection(other.index)
     return bool((white_box.loc[common] <= other.loc[common] + tol).all())
+
+
+def budget_units(dataset, eps_255: Sequence[float]) -> pd.DataFrame:
+    """Each budget (grey levels of an 8-bit display) against the scales of the images it perturbs.
+
+    - ``eps_over_noise``: the budget over the noise standard deviation at the foreground signal,
+      ``DISPLAY_SIGNAL / SNR`` in display units (the display maps the mean foreground signal to
+      `DISPLAY_SIGNAL` above black, and the SNR is that signal over its noise);
+    - ``eps_over_std``: the budget over the standard deviation of the image itself, the units of a
+      model that z-scores its input (the paper's "/std");
+    - ``below_noise``: whether the budget is smaller than the noise the camera already adds.
+
+    Medians over the images of `dataset` (a synthesis Dataset; its per-image SNR is measured).
+
+    Examples
+    --------
+    >>> from fmlib.synthesis import make_dataset
+    >>> units = budget_units(make_dataset("nuclei", 2, 64, snr=8.0), [8, 32])
+    >>> units.below_noise.tolist()
+    [True, False]
+    """
+    snr = np.array([m["snr"] for m in dataset.metadata], dtype=float)
+    sigma = DISPLAY_SIGNAL / snr
+    std = dataset.images.reshape(len(dataset.images), -1).std(axis=1)
+    rows = []
+    for level in eps_255:
+        eps = check_real("eps_255", level, low=0.0, high=255.0) / 255
+        rows.append({"eps_255": float(level), "eps": eps, "noise_sigma_255": float(np.median(sigma) * 255),
+                     "eps_over_noise": float(np.median(eps / sigma)), "eps_over_std": float(np.median(eps / std)),
+                     "below_noise": bool(eps < np.median(sigma))})
+    return pd.DataFrame(rows)

@@ -116,3 +116,35 @@ def test_quality_table_scores_every_corruption_severity_and_image():
     blur = table[table.corruption == "gaussian_blur"].groupby("severity").ssim.mean()
     assert blur.is_monotonic_decreasing  # a stronger blur departs further from the clean image
     assert quality_table(ds, ["gaussian_blur"], seed=0).equals(table[table.corruption == "gaussian_blur"])
+
+
+@pytest.mark.parametrize("structure", ["nuclei", "mitochondria", "er"])
+def test_the_input_normalization_cancels_exactly_the_affine_corruptions(structure):
+    from fmlib.corruptions import cancelled_corruptions, normalization_change
+    from fmlib.synthesis import make_dataset
+
+    images = make_dataset(structure, 3, 64, seed=1).images
+    assert cancelled_corruptions(images) == ["low_contrast", "brightness"]
+    table = normalization_change(images, ["low_contrast", "brightness", "gaussian_blur", "hot_pixels"])
+    unclipped = table[table.clipped_fraction == 0]
+    cancelled = unclipped[unclipped.corruption.isin(["low_contrast", "brightness"])]
+    assert len(cancelled) >= 5 and (cancelled.max_change < 1e-3).all()  # exact wherever nothing clips
+    acting = table[table.corruption.isin(["gaussian_blur", "hot_pixels"])]
+    assert not acting.affine.any() and (acting.max_change > 0.1).all()
+
+
+def test_a_model_sees_the_same_image_under_an_affine_corruption():
+    import torch
+
+    from fmlib.inference import predict_logits
+    from fmlib.models import create_model
+    from fmlib.synthesis import make_dataset
+
+    torch.manual_seed(0)
+    model = create_model("sim_unet").eval()
+    images = make_dataset("nuclei", 2, 64, seed=2).images
+    clean = predict_logits(model, images)
+    for severity in range(1, 6):
+        faded = predict_logits(model, corrupt(images, "low_contrast", severity, rng=0))
+        assert torch.allclose(faded, clean, atol=1e-3)
+    assert not torch.allclose(predict_logits(model, corrupt(images, "gaussian_blur", 3, rng=0)), clean, atol=1e-3)

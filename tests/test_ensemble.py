@@ -133,9 +133,3 @@ def test_masked_gradients_are_flagged_when_a_transfer_beats_the_white_box_attack
     row = checks.iloc[0]
     assert row.verdict == strength.PASSES and row.beats_single_step and row.beats_noise and row.monotone_in_eps
     assert row.beats_transfer is None  # not run: never reported as passed
-
-
-def test_convergence_of_an_iou_curve():
-    assert strength.converged([0.9, 0.5, 0.3, 0.25, 0.249, 0.249, 0.249, 0.249])
-    assert not strength.converged([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
-    assert not strength.converged([0.5])

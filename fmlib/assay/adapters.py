@@ -21,6 +21,7 @@ import torch
 
 from .._checks import check_choice, check_int
 from ..inference import eval_mode
+from ..models import zscore
 
 CONTRACT = ("a model must map float images (N, 1, H, W) in [0, 1] to foreground logits (N, 1, H, W), for H and "
             "W multiples of 32, differentiably; adapt other conventions with output= ('logits', "
@@ -75,8 +76,7 @@ class Adapter(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.zscore:
-            flat = x.flatten(1)
-            x = (x - flat.mean(1).view(-1, 1, 1, 1)) / (flat.std(1).view(-1, 1, 1, 1) + 1e-6)
+            x = zscore(x)
         if self.in_channels == 3:
             x = x.expand(-1, 3, -1, -1)
         if self.mean is not None:

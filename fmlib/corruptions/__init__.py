@@ -32,7 +32,7 @@ from .acquisition import (
     REFERENCE_SNR,
 )
 from .apply import corrupt, corrupt_dataset
-from .quality import quality_table
+from .quality import cancelled_corruptions, normalization_change, quality_table
 from .registry import (
     CORRUPTIONS,
     FAMILIES,
@@ -49,5 +49,6 @@ from . import noise, optics, illumination, sampling, artifacts  # noqa: E402,F40
 __all__ = [
     "CORRUPTIONS", "Corruption", "FAMILIES", "REFERENCE_BACKGROUND_RATIO", "REFERENCE_CAMERA", "REFERENCE_OPTICS",
     "REFERENCE_PIXEL_UM", "REFERENCE_SNR", "SEVERITIES", "corrupt", "corrupt_dataset", "describe_corruptions",
-    "list_corruptions", "quality_table",
+    "list_corruptions", "quality_table", "cancelled_corruptions",
+    "normalization_change",
 ]

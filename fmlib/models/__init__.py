@@ -16,9 +16,11 @@ from .registry import (
     count_parameters,
     create_model,
     list_models,
+    zscore,
 )
 
 # Importing the modules registers their models, in the order of the book's tables.
 from . import unet, vgg, resnet_models, transformers  # noqa: E402,F401  isort: skip
 
-__all__ = ["MODELS", "ModelSpec", "Segmenter", "count_flops", "count_parameters", "create_model", "list_models"]
+__all__ = ["MODELS", "ModelSpec", "Segmenter", "count_flops", "count_parameters", "create_model", "list_models",
+           "zscore"]

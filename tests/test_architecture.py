@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fmlib"
 
 #: Lowest first. A package (synthesis, models, corruptions, assay) is in the layer of its name.
 LAYERS = [
-    ("base", {"_checks", "metrics", "stats", "inference", "synthesis", "models", "corruptions", "attacks", "plotting"}),
+    ("base", {"_checks", "metrics", "stats", "instances", "inference", "synthesis", "models", "corruptions", "attacks",
+              "plotting"}),
     ("store", {"paths", "cache"}),
     ("training", {"training", "checkpoints"}),
     ("analysis", {"evaluation", "resolution", "realdata", "domain", "simtoreal", "recommendations", "strength"}),

@@ -50,8 +50,8 @@ def test_rescale_brings_nuclei_to_a_target_diameter():
     assert realdata.median_diameter_px(half.labels) == pytest.approx(realdata.median_diameter_px(real.labels) / 2,
                                                                      rel=0.1)
     matched = realdata.nuclei_tiles(64, diameter_px=12.0)
-    images, masks, _ = matched["dsb2018"]
-    assert images.shape[1:] == (64, 64)
+    images, labels = matched["dsb2018"].images, matched["dsb2018"].labels
+    assert images.shape[1:] == (64, 64) and labels.shape == images.shape
     assert realdata.median_diameter_px(realdata.rescale(real, 12.0 / realdata.median_diameter_px(real.labels))
                                        .labels) == pytest.approx(12.0, rel=0.1)
     with pytest.raises(ValueError, match="factor"):
@@ -68,3 +68,19 @@ def test_a_simulation_like_the_real_image_matches_its_nucleus_size_and_density()
     assert abs(synth_d / real_d - 1) < 0.25
     low, high = matched["n_nuclei"]
     assert low <= real.labels.max() * 128**2 / real.labels.size <= high
+
+
+def test_every_real_source_says_who_labelled_it():
+    tiles = realdata.nuclei_tiles(128)
+    kinds = {source: realdata.labelling(source).kind for source in tiles}
+    assert kinds == {"dsb2018": "expert", "bbbc007_train": "automatic", "bbbc007_test": "automatic"}
+    assert realdata.load_dsb2018().labelling.kind == "expert"
+    assert "Otsu" in realdata.labelling("bbbc007_test").method  # the baseline resembles it: agreement, not accuracy
+    with pytest.raises(ValueError, match="source"):
+        realdata.labelling("imagenet")
+
+
+def test_tiles_carry_instance_labels_that_match_their_masks():
+    for source, tiles in realdata.nuclei_tiles(128).items():
+        assert tiles.labels.shape == tiles.masks.shape, source
+        assert np.array_equal(tiles.labels > 0, tiles.masks > 0), source

@@ -29,6 +29,7 @@ from .comparisons import (
     fit_real_reference,
     randomized_candidates,
 )
+from .objects import object_counts, object_scores, predicted_instances
 from .scores import (
     BASELINE,
     BASELINE_REGIME,
@@ -52,6 +53,9 @@ from .verdicts import (
 )
 
 __all__ = [
+    "object_counts",
+    "object_scores",
+    "predicted_instances",
     "BASELINE",
     "BASELINE_REGIME",
     "Candidate",

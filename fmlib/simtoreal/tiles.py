@@ -13,8 +13,15 @@ from ..synthesis import Dataset
 
 def tile_subset(tiles: Tiles, indices: Sequence[int] | np.ndarray) -> Tiles:
     """The tiles of `tiles` at `indices`, in that order, with their names."""
-    indices = np.asarray(indices, dtype=int)
-    return Tiles(tiles.images[indices], tiles.masks[indices], [tiles.names[k] for k in indices])
+    return _part(tiles, np.asarray(indices, dtype=int))
+
+
+def _part(tiles: Tiles, index) -> Tiles:
+    """The tiles at `index` (an index array or a slice), labels included where there are labels."""
+    names = [tiles.names[k] for k in range(len(tiles.names))[index]] if isinstance(index, slice) else [
+        tiles.names[k] for k in index]
+    return Tiles(tiles.images[index], tiles.masks[index], names,
+                 tiles.labels[index] if tiles.labels is not None else None)
 
 
 def spread_indices(n_tiles: int, n: int) -> np.ndarray:
@@ -40,7 +47,8 @@ def spread_tiles(tiles: Tiles, n: int) -> Tiles:
 
 def as_tiles(dataset: Dataset, prefix: str = "synthetic") -> Tiles:
     """A synthetic `Dataset` as `Tiles` named ``"<prefix>/<index>"``, to score beside real tiles."""
-    return Tiles(dataset.images, dataset.masks, [f"{prefix}/{k}" for k in range(len(dataset.images))])
+    return Tiles(dataset.images, dataset.masks, [f"{prefix}/{k}" for k in range(len(dataset.images))],
+                 dataset.labels)
 
 
 def validation_split(tiles: Tiles) -> tuple[Tiles, Tiles]:
@@ -55,6 +63,4 @@ def validation_split(tiles: Tiles) -> tuple[Tiles, Tiles]:
     if len(tiles.images) < 2:
         raise ValueError(f"tiles: expected at least 2 tiles to split, got {len(tiles.images)}")
     split = max(1, len(tiles.images) // 5)
-    train = Tiles(tiles.images[split:], tiles.masks[split:], list(tiles.names[split:]))
-    val = Tiles(tiles.images[:split], tiles.masks[:split], list(tiles.names[:split]))
-    return train, val
+    return _part(tiles, slice(split, None)), _part(tiles, slice(0, split))

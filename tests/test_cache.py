@@ -5,7 +5,7 @@ from fmlib import cache, paths
 
 def test_a_training_key_covers_every_module_a_trained_model_depends_on():
     modules = cache.module_closure(["checkpoints.py"])
-    for needed in ("training.py", "attacks.py", "inference.py", "metrics.py", "models/unet.py",
+    for needed in ("training.py", "attacks/base.py", "inference.py", "metrics.py", "models/unet.py",
                    "synthesis/structures.py", "_checks.py"):
         assert needed in modules, needed
     # what only decides where and under which name results are stored is not part of a result
@@ -15,7 +15,8 @@ def test_a_training_key_covers_every_module_a_trained_model_depends_on():
 
 def test_an_evaluation_key_covers_the_metrics_corruptions_and_attacks():
     modules = cache.module_closure(["grid.py"])
-    assert {"metrics.py", "attacks.py", "evaluation.py", "corruptions/__init__.py", "checkpoints.py"} <= set(modules)
+    needed = {"metrics.py", "attacks/apgd.py", "evaluation.py", "corruptions/__init__.py", "checkpoints.py"}
+    assert needed <= set(modules)
     assert "profiles.py" not in modules  # its values enter each key as parameters
 
 

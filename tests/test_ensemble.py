@@ -48,7 +48,8 @@ def test_apgd_stays_in_the_budget_and_is_deterministic(trained, loss, norm, eps)
     bound = delta.norm(dim=1) if norm == "l2" else delta.abs().max(dim=1).values
     assert (bound <= eps + 1e-5).all() and adv.min() >= 0 and adv.max() <= 1
     assert torch.equal(adv, APGD(model, eps, steps=10, loss=loss, norm=norm, random_start=True, seed=3)(x, y))
-    assert len(attack.trace) >= 2 and all(b <= a + 1e-12 for a, b in zip(attack.trace, attack.trace[1:]))
+    trace = attack.iou_trace
+    assert len(trace) >= 2 and all(b <= a + 1e-12 for a, b in zip(trace, trace[1:]))
 
 
 def test_apgd_is_at_least_as_strong_as_pgd(trained):

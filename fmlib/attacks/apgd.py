@@ -15,15 +15,14 @@ lowest (thresholded) IoU it reached, and an image whose IoU reaches zero stops b
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
 
-from .._checks import check_choice, check_int, check_real
-from ..inference import eval_mode, logit_scores, model_device
-from .base import NORMS, check_inputs, project, random_start
+from .._checks import check_choice, check_int
+from ..inference import logit_scores, model_device
+from .base import Attack, check_inputs, input_gradients_only, project, random_start, warn_if_zero
 
 #: Momentum and the share of successful steps below which the step is halved (the paper's values).
 MOMENTUM = 0.75
@@ -68,7 +67,7 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(q * steps) for q in p[1:] if q <= 1})
 
 
-class APGD:
+class APGD(Attack):
     """APGD on one loss of `LOSSES`, in L-inf or L2, from the clean image or a random start.
 
     Parameters
@@ -84,22 +83,17 @@ class APGD:
     random_start : bool
         Start from a random point of the budget ball (restarts do); else from the clean image.
     seed : int
+
+    ``iou_trace`` holds the mean best IoU after each iteration of the last call (for `converged`).
     """
 
     def __init__(self, model: torch.nn.Module, eps: float, *, steps: int = 50, loss: str = "bce",
                  norm: str = "linf", random_start: bool = False, seed: int = 0):
-        self.model = model
-        self.eps = check_real("eps", eps, low=0.0, high=1e3)
-        self.steps = check_int("steps", steps, low=1, high=100000)
+        # The step starts at twice the budget (the paper's) and is halved per image from there.
+        super().__init__(model, eps, steps=steps, step_size=2 * eps, norm=norm, random_start=random_start, seed=seed)
         self.loss_name = check_choice("loss", loss, LOSSES)
-        self.norm = check_choice("norm", norm, NORMS)
-        self.random_start = bool(random_start)
-        self.seed = check_int("seed", seed, low=0)
         self.name = f"apgd-{loss}" + ("-l2" if norm == "l2" else "")
-        self.trace: list[float] = []
-
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return self.perturb(images, masks)
+        self.iou_trace: list[float] = []
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
@@ -115,31 +109,21 @@ class APGD:
         iou = torch.as_tensor(logit_scores(logits, y)["iou"], dtype=x_adv.dtype, device=x_adv.device)
         return loss.detach(), grad.detach(), iou
 
-    def perturb(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def perturb(self, images: torch.Tensor, masks: torch.Tensor, *, trace: bool = False) -> torch.Tensor:
         """Adversarial versions of `images` (N, 1, H, W): per image, the point of lowest IoU reached."""
         x, y = check_inputs(images, masks)
         if self.eps == 0:
             return x.clone()
         device = model_device(self.model)
-        x, y = x.to(device), y.to(device)
-        requires = [p.requires_grad for p in self.model.parameters()]
-        for p in self.model.parameters():
-            p.requires_grad_(False)  # only the input's gradient is needed
-        try:
-            with eval_mode(self.model), torch.enable_grad():
-                return self._run(x, y)
-        finally:
-            for p, r in zip(self.model.parameters(), requires):
-                p.requires_grad_(r)
+        with input_gradients_only(self.model):
+            return self._run(x.to(device), y.to(device))
 
     def _run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n = len(x)
         shape = (-1, 1, 1, 1)
         x_adv = random_start(x, self.eps, self.norm, self.seed) if self.random_start else x.clone()
         loss, grad, iou = self._evaluate(x_adv, y, 1)
-        if not torch.any(grad != 0):
-            warnings.warn(f"{self.name}: the loss gradient with respect to the input is zero; the attack cannot "
-                          "move the image", RuntimeWarning, stacklevel=3)
+        warn_if_zero(grad, self.name)
         best_x, best_iou = x_adv.clone(), iou.clone()        # what is returned: lowest IoU
         top_x, top_loss, top_grad = x_adv.clone(), loss.clone(), grad.clone()  # highest loss: restarts
         eta = torch.full((n,), 2 * self.eps, device=x.device)
@@ -148,7 +132,7 @@ class APGD:
         eta_at_mark, top_at_mark = eta.clone(), top_loss.clone()
         x_prev, prev_loss = x_adv.clone(), loss.clone()
         active = best_iou > 0
-        self.trace = [float(best_iou.mean())]
+        self.iou_trace = [float(best_iou.mean())]
         for t in range(1, self.steps + 1):
             if not active.any():
                 break
@@ -176,5 +160,5 @@ class APGD:
                 successes.zero_()
                 last_mark, eta_at_mark, top_at_mark = t, eta.clone(), top_loss.clone()
             active = best_iou > 0  # a fully fooled image is left alone
-            self.trace.append(float(best_iou.mean()))
+            self.iou_trace.append(float(best_iou.mean()))
         return best_x.detach()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch.nn import functional as F
@@ -112,29 +114,44 @@ class Attack:
             return x.clone()
         device = model_device(self.model)
         x, y = x.to(device), y.to(device)
-        requires = [p.requires_grad for p in self.model.parameters()]
-        for p in self.model.parameters():
-            p.requires_grad_(False)  # only the input's gradient is needed
         self.trace = []
-        try:
-            with eval_mode(self.model), torch.enable_grad():
-                x_adv = random_start(x, self.eps, self.norm, self.seed) if self.random_start else x.clone()
-                for t in range(1, self.steps + 1):
-                    x_adv.requires_grad_(True)
-                    logits = self.model(x_adv)
-                    loss = self.loss(logits, y, t)
-                    (grad,) = torch.autograd.grad(loss, x_adv)
-                    if t == 1 and not torch.any(grad != 0):
-                        warnings.warn(f"{self.name}: the loss gradient with respect to the input is zero; "
-                                      "the attack cannot move the image", RuntimeWarning, stacklevel=2)
-                    if trace:
-                        self.trace.append({"iteration": t, "loss": float(loss.detach()),
-                                           "iou": float(logit_scores(logits, y)["iou"].mean())})
-                    x_adv = self.project(self.step(x_adv.detach(), grad), x)
-        finally:
-            for p, r in zip(self.model.parameters(), requires):
-                p.requires_grad_(r)
+        with input_gradients_only(self.model):
+            x_adv = random_start(x, self.eps, self.norm, self.seed) if self.random_start else x.clone()
+            for t in range(1, self.steps + 1):
+                x_adv.requires_grad_(True)
+                logits = self.model(x_adv)
+                loss = self.loss(logits, y, t)
+                (grad,) = torch.autograd.grad(loss, x_adv)
+                if t == 1:
+                    warn_if_zero(grad, self.name)
+                if trace:
+                    self.trace.append({"iteration": t, "loss": float(loss.detach()),
+                                       "iou": float(logit_scores(logits, y)["iou"].mean())})
+                x_adv = self.project(self.step(x_adv.detach(), grad), x)
         return x_adv.detach()
+
+
+@contextmanager
+def input_gradients_only(model: torch.nn.Module) -> Iterator[None]:
+    """Run the block with `model` in eval mode and its parameters frozen (an attack needs only the
+    gradient with respect to the input), then give both back as they were."""
+    requires = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        with eval_mode(model), torch.enable_grad():
+            yield
+    finally:
+        for p, r in zip(model.parameters(), requires):
+            p.requires_grad_(r)
+
+
+def warn_if_zero(grad: torch.Tensor, name: str) -> None:
+    """Warn when an attack's input gradient is zero: then it cannot move the image (masked gradients,
+    or a loss the model's output does not reach)."""
+    if not torch.any(grad != 0):
+        warnings.warn(f"{name}: the loss gradient with respect to the input is zero; the attack cannot move the image",
+                      RuntimeWarning, stacklevel=3)
 
 
 def random_sign_noise(images: torch.Tensor, eps: float, seed: int = 0) -> torch.Tensor:

@@ -144,6 +144,10 @@ PARAMETERS: dict[str, Parameter] = {
         _list_of("numbers in [0, 1]", lambda n, v: check_real(n, v, low=0.0, high=1.0)),
         "Strengths of the domain randomization tried for sim-to-real transfer (`fmlib.domain.PhysicsRanges.scaled`); "
         "the one with the best IoU on the real training images is kept."),
+    "sim_to_real_bar_iou": Parameter(lambda n, v: check_real(n, v, low=0.0, high=1.0),
+                                     "The sim-to-real bar: the IoU on the expert-labelled DSB image that the best "
+                                     "synthetic-trained model (chosen on the selection source) must reach, beside "
+                                     "beating Otsu plus watershed."),
     "defense_attack": Parameter(_one_of(ALL_ATTACKS),
                                 "The attack that measures the adversarial robustness of defended models."),
 }
@@ -163,7 +167,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=list(STRUCTURES), adv_method="fgsm_rs", adv_steps=1,
         n_examples=2, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,
-        reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3,
+        reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.75,
         randomization_strengths=[0.5, 1.0]),
     "standard": dict(
         seed=0, image_size=128, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
@@ -173,7 +177,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
         n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=8, attack_steps=10,
-        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.75,
         randomization_strengths=[0.25, 0.5, 1.0]),
     "paper": dict(
         seed=0, image_size=256, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
@@ -183,7 +187,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_train=800, n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce",
         mixed_precision=True, defense_structures=list(STRUCTURES), adv_method="pgd", adv_steps=10,
         n_examples=4, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=100, attack_steps=10,
-        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.75,
         randomization_strengths=[0.25, 0.5, 1.0]),
 }
 

@@ -170,3 +170,32 @@ def test_benchmarks_scripts_and_notebooks_import_modules_that_exist():
                     if alias.name.startswith("fmlib") and importlib.util.find_spec(alias.name) is None:
                         missing.append(f"{path.name}: import {alias.name}")
     assert not missing, "\n".join(missing)
+
+
+def test_python_examples_in_the_readme_and_book_pages_name_fmlib_functions_that_exist():
+    import importlib.util
+    import re
+    import types
+
+    root = PACKAGE.parent
+    missing = []
+    for page in [root / "README.md", *root.glob("book/*.md")]:
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S):
+            tree = ast.parse(block)
+            aliases = {}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fmlib"):
+                    module = importlib.import_module(node.module)
+                    for a in node.names:
+                        target = getattr(module, a.name, None)
+                        if target is None and importlib.util.find_spec(f"{node.module}.{a.name}") is not None:
+                            target = importlib.import_module(f"{node.module}.{a.name}")  # a submodule
+                        if target is None:
+                            missing.append(f"{page.name}: from {node.module} import {a.name}")
+                        aliases[a.asname or a.name] = target
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                    owner = aliases.get(node.value.id)
+                    if isinstance(owner, types.ModuleType) and not hasattr(owner, node.attr):
+                        missing.append(f"{page.name}: {node.value.id}.{node.attr}")
+    assert not missing, "\n".join(missing)

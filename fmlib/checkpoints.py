@@ -55,7 +55,10 @@ def training_key(model_name: str, width: float, data: DataSpec, config: TrainCon
 def checkpoint_folder(model_name: str, width: float, data: DataSpec, config: TrainConfig,
                       cache: str | Path | None = None) -> Path:
     """Where the training of these arguments is (or will be) stored; its ``done.json`` marks it finished."""
-    key = training_key(model_name, width, data, config)
+    return _folder(model_name, data, training_key(model_name, width, data, config), cache)
+
+
+def _folder(model_name: str, data: DataSpec, key: str, cache: str | Path | None) -> Path:
     return Path(cache or cache_dir()) / "checkpoints" / f"{model_name}-{data.structure}-{key}"
 
 
@@ -66,7 +69,8 @@ def train(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), 
     The cache key (`training_key`) hashes the model, its width, the data specification, the
     configuration and the code; an interrupted training resumes from its last epoch.
     """
-    folder = checkpoint_folder(model_name, width, data, config, cache)
+    key = training_key(model_name, width, data, config)
+    folder = _folder(model_name, data, key, cache)
     if (folder / "done.json").exists():
         return load_trained(model_name, data, config, width=width, cache=cache, device=device)
     train_set, val_set = data.make()
@@ -74,7 +78,7 @@ def train(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), 
     model = create_model(model_name, width=width)
     result = fit(model, train_set, val_set, config, checkpoint_dir=folder, device=device, progress=progress,
                  description=f"{model_name} on {data.structure} ({config.defense})")
-    result.key = folder.name.rsplit("-", 1)[1]
+    result.key = key
     result.history.to_csv(folder / "history.csv", index=False)
     (folder / "done.json").write_text(json.dumps({
         "model": model_name, "width": width, "data": dataclasses.asdict(data), "config": config.to_dict(),

@@ -85,7 +85,6 @@ def predict_logits(model: torch.nn.Module, images, batch_size: int = 16, *,
         return torch.cat([model(x[part].to(device)).float().cpu() for part in batches(len(x), batch_size)])
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, images, batch_size: int = 16, *, mixed_precision: bool = False) -> np.ndarray:
     """Binary predictions (logit > 0) of `model` for images (N, H, W) in [0, 1]: bool (N, H, W).
 
@@ -95,11 +94,8 @@ def predict(model: torch.nn.Module, images, batch_size: int = 16, *, mixed_preci
     >>> predict(create_model("sim_unet"), np.zeros((2, 64, 64), np.float32)).shape
     (2, 64, 64)
     """
-    x = as_batch(images)
-    device = model_device(model)
-    with eval_mode(model), autocast(device, mixed_precision):
-        out = torch.cat([masks_from_logits(model(x[part].to(device))).cpu() for part in batches(len(x), batch_size)])
-    return out[:, 0].numpy()
+    logits = predict_logits(model, images, batch_size, mixed_precision=mixed_precision)
+    return masks_from_logits(logits)[:, 0].numpy()
 
 
 def predict_scores(model: torch.nn.Module, images, masks, batch_size: int = 16, *,

@@ -32,11 +32,14 @@ def find_root(start: str | Path | None = None) -> Path:
                             "run from the repository or set FMROBUST_ROOT")
 
 
-def cache_dir() -> Path:
-    """``$FMROBUST_CACHE``, else ``.cache/`` of the study, else ``~/.cache/fmrobust`` (outside a study)."""
+def cache_dir(root: str | Path | None = None) -> Path:
+    """``$FMROBUST_CACHE``, else ``.cache/`` of the study (`root`, or `find_root`), else
+    ``~/.cache/fmrobust`` (outside a study)."""
     env = os.environ.get("FMROBUST_CACHE")
     if env:
         return Path(env)
+    if root is not None:
+        return Path(root) / ".cache"
     try:
         return find_root() / ".cache"
     except RootNotFoundError:

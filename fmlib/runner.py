@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ._checks import check_choice
 from .cache import PACKAGE, content_key, imported_modules, module_closure
 from .executors import EXECUTORS, ExecutorError, run_grid
-from .paths import find_root
+from .paths import cache_dir, find_root
 from .profiles import PROFILE_NAMES, Config, resolve, results_dir
 from .provenance import (
     environment,
@@ -240,8 +240,7 @@ def clean(profile: str | None = None, *, root: str | Path | None = None, results
     """Remove the book build, the cache and failed notebooks; with `results`, also the executed
     notebooks and ``results/<profile>/``. Returns what was removed."""
     root = Path(root).resolve() if root is not None else find_root()
-    cache = Path(os.environ["FMROBUST_CACHE"]) if os.environ.get("FMROBUST_CACHE") else root / ".cache"
-    targets = [root / "_build", cache]
+    targets = [root / "_build", cache_dir(root)]
     profiles = [check_choice("profile", profile, PROFILE_NAMES)] if profile else list(PROFILE_NAMES)
     targets += [root / "results" / p / "failed" for p in profiles]
     if results:

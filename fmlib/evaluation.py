@@ -76,6 +76,12 @@ def corruption_table(cfg, model, dataset) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def with_robustness(corruption: pd.DataFrame) -> pd.DataFrame:
+    """`corruption` (a `corruption_table`) with a ``robustness`` column: the paper's per-image
+    corrupted/clean IoU ratio (`fmlib.metrics.robustness_ratio`)."""
+    return corruption.assign(robustness=robustness_ratio(corruption.iou, corruption.clean_iou))
+
+
 def robustness_summary(corruption: pd.DataFrame, adversarial: pd.DataFrame, attack: str = "pgd",
                        by: tuple[str, ...] = ("structure", "model", "regime")) -> pd.DataFrame:
     """Per model (and structure, regime): clean IoU, corruption robustness (mean corrupted/clean IoU

@@ -24,6 +24,7 @@ Examples
 >>> result.summary[["clean_iou", "corruption_robustness", "adversarial_robustness"]]  # doctest: +SKIP
 """
 
+from ..evaluation import with_robustness  # the notebook's name for the study's ratio column
 from .adapters import (
     CONTRACT,
     IMAGENET_MEAN_STD,
@@ -40,7 +41,6 @@ from .assess import (
     headline_attack,
     images_of,
     real_scores,
-    with_robustness,
     worst_failures,
 )
 from .compare import compare, findings, reference_tables, resolution

@@ -25,7 +25,6 @@ from ..evaluation import (
 )
 from ..grid import data_spec, test_set, train_config
 from ..inference import predict, resolve_device
-from ..metrics import robustness_ratio
 from ..profiles import STRUCTURES, Config, resolve
 from ..realdata import REAL_TEST_SOURCES, nuclei_tiles
 from .adapters import Adapter, check_contract
@@ -52,11 +51,6 @@ def headline_attack(adversarial: pd.DataFrame) -> str:
     """The attack that the robustness summaries quote: PGD where it was run (the paper's), else the
     first attack of the table."""
     return "pgd" if (adversarial.attack == "pgd").any() else adversarial.attack.iloc[0]
-
-
-def with_robustness(corruption: pd.DataFrame) -> pd.DataFrame:
-    """`corruption` with a ``robustness`` column: the paper's per-image corrupted/clean IoU ratio."""
-    return corruption.assign(robustness=robustness_ratio(corruption.iou, corruption.clean_iou))
 
 
 def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *, name: str = "your_model",

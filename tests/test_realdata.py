@@ -73,7 +73,10 @@ def test_a_simulation_like_the_real_image_matches_its_nucleus_size_and_density()
 def test_every_real_source_says_who_labelled_it():
     tiles = realdata.nuclei_tiles(128)
     kinds = {source: realdata.labelling(source).kind for source in tiles}
-    assert kinds == {"dsb2018": "expert", "bbbc007_train": "automatic", "bbbc007_test": "automatic"}
+    assert kinds == {"dsb2018": "expert", "bbbc007_train": "automatic", "bbbc007_test": "automatic",
+                     "ndev_scratch": "automatic"}
+    assert set(realdata.ALL_REAL_TEST_SOURCES) == set(tiles) - {realdata.SELECTION_SOURCE}
+    assert "method unknown" in realdata.labelling("ndev_scratch").method
     assert realdata.load_dsb2018().labelling.kind == "expert"
     assert "Otsu" in realdata.labelling("bbbc007_test").method  # the baseline resembles it: agreement, not accuracy
     with pytest.raises(ValueError, match="source"):
@@ -84,3 +87,36 @@ def test_tiles_carry_instance_labels_that_match_their_masks():
     for source, tiles in realdata.nuclei_tiles(128).items():
         assert tiles.labels.shape == tiles.masks.shape, source
         assert np.array_equal(tiles.labels > 0, tiles.masks > 0), source
+
+
+def test_ndev_scratch_assay_frames_with_their_nuclei_labels_and_provenance():
+    frames = realdata.load_ndev_scratch()
+    assert len(frames) == 10
+    for frame in frames:
+        assert frame.raw.shape == frame.image.shape == frame.labels.shape == (210, 576)
+        assert frame.raw.dtype == np.uint16 and frame.image.dtype == np.float32 and frame.labels.dtype == np.int32
+        assert 0 <= frame.image.min() and frame.image.max() <= 1
+        assert len(np.unique(frame.labels)) > 40  # dozens of nuclei in every frame
+        assert frame.source == "ndev_scratch" and frame.labelling.kind == "automatic"
+        # Hoechst nuclei are bright against the scratched dish.
+        assert frame.image[frame.mask > 0].mean() > frame.image[frame.mask == 0].mean() + 0.1
+    assert frames[0].pixel_size_um == pytest.approx(0.619)
+    assert realdata.rescale(frames[0], 0.5).pixel_size_um == pytest.approx(2 * 0.619)
+    assert realdata.load_dsb2018().pixel_size_um is None  # not stated by the source
+
+
+def test_ndev_file_states_its_channels_pixel_size_and_licence():
+    import tifffile
+
+    from fmlib.paths import data_dir
+
+    with tifffile.TiffFile(data_dir() / realdata.NDEV_FILE) as tif:
+        ome = tif.ome_metadata
+        assert tif.series[0].axes == "CTYX" and tif.series[0].shape == (4, 10, 210, 576)
+    for name in ("H3342", "oblique", "nuclei", "cyto"):
+        assert f'Name="{name}"' in ome
+    assert f'PhysicalSizeX="{realdata.PIXEL_SIZE_UM["ndev_scratch"]}"' in ome
+    folder = data_dir() / "ndev_scratch"
+    readme = (folder / "README.md").read_text()
+    assert "BSD" in readme and "ndev-sampledata" in readme and "method unknown" in readme
+    assert "Redistribution" in (folder / "LICENSE").read_text()

@@ -165,6 +165,8 @@ def test_the_best_strength_is_chosen_on_the_selection_source():
     assert isinstance(simtoreal.best_strength(summary), float)
     with pytest.raises(ValueError, match="test source"):
         simtoreal.best_strength(summary, source="bbbc007_test")
+    with pytest.raises(ValueError, match="test source"):
+        simtoreal.best_strength(summary, source="ndev_scratch")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -326,16 +328,18 @@ def test_object_scores_of_a_pool_and_the_baseline_say_who_labelled_each_source()
     from fmlib import realdata
 
     real = realdata.nuclei_tiles(64)
-    tiles = {s: simtoreal.spread_tiles(real[s], 3) for s in REAL_TEST_SOURCES}
+    sources = list(realdata.ALL_REAL_TEST_SOURCES)
+    tiles = {s: simtoreal.spread_tiles(real[s], 3) for s in sources}
     assert all(t.labels is not None and len(t.labels) == 3 for t in tiles.values())
     torch.manual_seed(0)
     pool = [("sim_unet", "standard", create_model("sim_unet").eval())]
-    counts = simtoreal.object_counts(pool, tiles, list(REAL_TEST_SOURCES))
+    counts = simtoreal.object_counts(pool, tiles, sources)
     assert set(counts.method) == {"sim_unet", simtoreal.BASELINE}
-    assert dict(zip(counts.source, counts.labelling)) == {"dsb2018": "expert", "bbbc007_test": "automatic"}
-    assert len(counts) == 2 * 2 * 3 * 10  # methods x sources x tiles x thresholds
+    assert dict(zip(counts.source, counts.labelling)) == {"dsb2018": "expert", "bbbc007_test": "automatic",
+                                                          "ndev_scratch": "automatic"}
+    assert len(counts) == 2 * 3 * 3 * 10  # methods x sources x tiles x thresholds
     scores = simtoreal.object_scores(counts, n_boot=50)
-    assert set(scores.metric) == {"f1", "ap"} and len(scores) == 2 * 2 * 11
+    assert set(scores.metric) == {"f1", "ap"} and len(scores) == 2 * 3 * 11
     otsu = simtoreal.predicted_instances(None, tiles["dsb2018"])
     assert np.array_equal(otsu[0], realdata.otsu_watershed(tiles["dsb2018"].images[0]))
     with pytest.raises(ValueError, match="instance labels"):

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..evaluation import attack_table, clean_scores, corruption_table, prediction_scores, with_robustness
-from ..realdata import REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles, otsu_watershed
+from ..realdata import ALL_REAL_TEST_SOURCES, REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles, otsu_watershed
 
 #: The classic baseline's ``method`` and ``regime`` in the score tables.
 BASELINE = "otsu_watershed"
@@ -71,8 +71,8 @@ def pool_scores(models: Iterable[tuple[str, str, torch.nn.Module]], tiles: Mappi
 
 
 def check_selection_source(source: str) -> str:
-    if source in REAL_TEST_SOURCES:
-        raise ValueError(f"source: {source!r} is a test source ({', '.join(REAL_TEST_SOURCES)}); choose on "
+    if source in ALL_REAL_TEST_SOURCES:
+        raise ValueError(f"source: {source!r} is a test source ({', '.join(ALL_REAL_TEST_SOURCES)}); choose on "
                          f"{SELECTION_SOURCE!r}, which only selects")
     return source
 

@@ -61,12 +61,23 @@ LABELLING = {
 }
 
 
-def labelling(source: str) -> Labelling:
-    """The `Labelling` of a source or of one of its splits (``"bbbc007_test"`` is BBBC007's)."""
+def _base(source: str) -> str:
+    """The real source of a source or of one of its splits (``"bbbc007_test"`` is ``"bbbc007"``)."""
     base = source if source in LABELLING else source.rpartition("_")[0]
     if base not in LABELLING:
         raise ValueError(f"source: unknown real source {source!r}; expected one of {', '.join(LABELLING)}")
-    return LABELLING[base]
+    return base
+
+
+def labelling(source: str) -> Labelling:
+    """The `Labelling` of a source or of one of its splits (``"bbbc007_test"`` is BBBC007's)."""
+    return LABELLING[_base(source)]
+
+
+def pixel_size_um(source: str) -> float | None:
+    """The pixel size in µm of a source or of one of its splits, at its native scale (`PIXEL_SIZE_UM`);
+    None where the source does not state it."""
+    return PIXEL_SIZE_UM[_base(source)]
 
 
 @dataclass

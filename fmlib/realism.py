@@ -45,6 +45,10 @@ CURVES = {
     "eccentricity": ("object eccentricity", "cumulative fraction", "linear"),
     "edge contrast": ("edge step / background std", "cumulative fraction", "linear"),
 }
+#: Short names of the statistics of `report` (its ``key`` column), e.g. for glue names.
+KEYS = {"intensity": "intensity", "power spectrum": "spectrum", "noise slope": "noise_slope", "noise intercept":
+        "noise_intercept", "area (px)": "area_px", "area (µm²)": "area_um2", "eccentricity": "eccentricity",
+        "edge contrast": "edge_contrast"}
 
 
 def _stack(name: str, images) -> np.ndarray:
@@ -114,10 +118,8 @@ def noise_curve(images, *, patch: int = 8, n_bins: int = 8, flatness: float = 2.
     images : array_like, shape (H, W) or (N, H, W)
         Intensities; with ``normalize=False`` raw counts above the camera offset, and the slope is
         then the gain in counts per electron for a shot-noise-limited camera.
-    patch, n_bins : int
-        Block side in pixels (>= 4) and number of mean bins (>= 2).
-    flatness : float
-        How much structure a flat block may hold, relative to its noise (> 0).
+    patch, n_bins, flatness : int, int, float
+        Block side in pixels (>= 4), number of mean bins (>= 2), structure allowed in a flat block (> 0).
     normalize : bool
         Z-score each image first (`zscore`): means in z units, variances in z units².
 
@@ -126,10 +128,7 @@ def noise_curve(images, *, patch: int = 8, n_bins: int = 8, flatness: float = 2.
     curve : DataFrame with ``mean``, ``variance`` and ``n_patches`` per bin
     fit : dict with ``slope`` (variance per unit mean) and ``intercept`` (variance at mean 0)
 
-    Raises
-    ------
-    ValueError
-        For bad arguments, or when fewer than `n_bins` flat blocks are found.
+    Raises ValueError for bad arguments, or when fewer than `n_bins` flat blocks are found.
     """
     patch, n_bins = check_int("patch", patch, low=4), check_int("n_bins", n_bins, low=2)
     flatness = check_real("flatness", flatness, low=0.0, low_inclusive=False)
@@ -284,7 +283,7 @@ def report(real: Mapping[str, Profile], synthetic: Profile) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame with ``statistic``, ``source``, ``summary`` (what ``real`` and ``synthetic`` hold),
+    DataFrame with ``statistic``, ``key`` (`KEYS`), ``source``, ``summary`` (what ``real`` and ``synthetic`` hold),
     ``real``, ``synthetic``, ``distance`` (real to synthetic), ``distance_kind`` and ``direction``
     (``"higher in real"``, ``"lower in real"`` or ``"equal"``), one row per source and statistic.
     """
@@ -295,7 +294,7 @@ def report(real: Mapping[str, Profile], synthetic: Profile) -> pd.DataFrame:
                        for source, p in real.items()], ignore_index=True)
     table["direction"] = np.select([table.real > table.synthetic, table.real < table.synthetic],
                                    ["higher in real", "lower in real"], "equal")
-    return table[["statistic", "source", *columns[1:], "direction"]]
+    return table.assign(key=table.statistic.map(KEYS))[["statistic", "key", "source", *columns[1:], "direction"]]
 
 
 def _ecdf(values) -> tuple[np.ndarray, np.ndarray]:

@@ -103,6 +103,9 @@ def test_ndev_scratch_assay_frames_with_their_nuclei_labels_and_provenance():
     assert frames[0].pixel_size_um == pytest.approx(0.619)
     assert realdata.rescale(frames[0], 0.5).pixel_size_um == pytest.approx(2 * 0.619)
     assert realdata.load_dsb2018().pixel_size_um is None  # not stated by the source
+    assert realdata.pixel_size_um("ndev_scratch") == 0.619 and realdata.pixel_size_um("bbbc007_test") is None
+    with pytest.raises(ValueError, match="source"):
+        realdata.pixel_size_um("imagenet")
 
 
 def test_ndev_file_states_its_channels_pixel_size_and_licence():

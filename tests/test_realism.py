@@ -102,6 +102,7 @@ def test_the_report_is_zero_distance_between_a_set_and_itself():
     assert set(table.statistic) == {"intensity", "power spectrum", "noise slope", "noise intercept", "area (px)",
                                     "area (µm²)", "eccentricity", "edge contrast"}
     np.testing.assert_allclose(table.distance, 0.0, atol=1e-12)
+    assert table.key.tolist() == list(realism.KEYS.values())
     assert (table.direction == "equal").all() and (table.source == "same").all()
 
 

@@ -8,12 +8,17 @@ grid (`fmlib.grid`) caches these tables for every trained model.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import torch
 
-from .attacks import evaluate_attack
+from .attacks import check_inputs, evaluate_attack, worst_case
+from .attacks.ensemble import BASELINE_MEMBERS
 from .corruptions import CORRUPTIONS, corrupt
-from .inference import predict
+from .inference import as_batch, batches, predict, predict_scores
 from .metrics import adversarial_score, robustness_ratio, segmentation_scores
+from .models import has_straight_through, straight_through
+from .strength import converged
 from .synthesis import Dataset
 
 #: The attacks that run ``cfg.attack_steps`` iterations (the others fix their own: FGSM one step,
@@ -53,6 +58,78 @@ def attack_table(cfg, model, dataset, *, attacks: list[str] | None = None, noise
         kwargs = {"steps": cfg.attack_steps} if name in ITERATIVE_ATTACKS else {}
         tables.append(evaluate_attack(model, images, masks, name, eps, seed=cfg.seed, progress=progress, **kwargs))
     return pd.concat(tables, ignore_index=True)
+
+
+def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
+    """The robust IoU: per image of the first `cfg.n_attack_images` of `dataset` and budget of
+    `cfg.ensemble_eps_255`, the worst case over the attack ensemble (`fmlib.attacks.worst_case`: FGSM, I-FGSM,
+    PGD with `cfg.attack_steps`, and APGD on every loss with `cfg.ensemble_steps` iterations and
+    `cfg.ensemble_restarts` runs).
+
+    Columns: image, attack (``"ensemble"``), eps, eps_255, iou, dice, clean_iou, robustness (the
+    paper's ratio), ``member`` (the attack that found the worst case, ``"clean"`` if none lowered the
+    IoU), ``paper_attacks_iou`` (the worst case of FGSM, I-FGSM and PGD alone) and ``converged``
+    (whether every APGD run's IoU curve had flattened, `fmlib.strength.converged`; true where the
+    images were all fooled before APGD ran).
+
+    A model with a straight-through backward pass (SegNet's unpooling, `fmlib.models.bpda`) is
+    attacked twice, with its own gradients and with the BPDA ones, and keeps the worse of the two per
+    image (members of the BPDA run are named ``<member>+bpda``).
+    """
+    x, y = check_inputs(as_batch(dataset.images[:cfg.n_attack_images]), as_batch(dataset.masks[:cfg.n_attack_images]))
+    clean = predict_scores(model, x, y, batch_size)
+    frames = []
+    for level in cfg.ensemble_eps_255:
+        for part in batches(len(x), batch_size):
+            adv, members = _worst_case(cfg, model, x[part], y[part], level / 255)
+            scores = predict_scores(model, adv, y[part], batch_size)
+            images = np.arange(len(x))[part]
+            worst = members[members.worst].set_index("image").member
+            paper = members[members.member.isin(BASELINE_MEMBERS)].groupby("image").iou.min()  # own gradients
+            done = all(converged(t) or t[-1] == 0 for t in members.attrs["traces"].values())
+            frames.append(pd.DataFrame({
+                "image": images, "attack": "ensemble", "eps": level / 255, "eps_255": float(level),
+                "iou": scores["iou"], "dice": scores["dice"], "clean_iou": clean["iou"][part],
+                "robustness": robustness_ratio(scores["iou"], clean["iou"][part]),
+                "member": [worst.get(k, "clean") for k in range(len(images))],
+                "paper_attacks_iou": [paper.get(k, clean["iou"][part][k]) for k in range(len(images))],
+                "converged": done}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _worst_case(cfg, model, x, y, eps: float):
+    """`worst_case` of the ensemble, and for a model with a BPDA backward pass also under it: the
+    lower IoU per image, with the member tables of both runs."""
+    def run():
+        return worst_case(model, x, y, eps, steps=cfg.ensemble_steps, restarts=cfg.ensemble_restarts,
+                          pgd_steps=cfg.attack_steps, seed=cfg.seed)
+
+    adv, members = run()
+    if not has_straight_through(model):
+        return adv, members
+    with straight_through(model):
+        adv_st, members_st = run()
+    own = torch.as_tensor(predict_scores(model, adv, y)["iou"])
+    bpda = torch.as_tensor(predict_scores(model, adv_st, y)["iou"])
+    better = (bpda < own).nonzero().flatten()
+    adv[better] = adv_st[better]
+    picked = set(better.tolist())
+    members = members.assign(worst=members.worst & ~members.image.isin(picked))
+    members_st = members_st.assign(member=members_st.member + "+bpda", worst=members_st.worst &
+                                   members_st.image.isin(picked))
+    table = pd.concat([members, members_st], ignore_index=True)
+    table.attrs["traces"] = {**members.attrs["traces"],
+                             **{f"{k}+bpda": v for k, v in members_st.attrs["traces"].items()}}
+    return adv, table
+
+
+def transfer_table(cfg, model, dataset, surrogate) -> pd.DataFrame:
+    """PGD examples (`cfg.attack_steps` iterations, every budget of `cfg.eps_255`) crafted on
+    `surrogate` and applied to `model`, on the first `cfg.n_attack_images` images of `dataset`: the
+    black-box check of a white-box robust IoU (a transfer that beats it means masked gradients)."""
+    images, masks = dataset.images[:cfg.n_attack_images], dataset.masks[:cfg.n_attack_images]
+    return evaluate_attack(model, images, masks, "transfer", [e / 255 for e in cfg.eps_255], seed=cfg.seed,
+                           surrogate=surrogate, transfer_attack="pgd", steps=cfg.attack_steps)
 
 
 def corruption_table(cfg, model, dataset) -> pd.DataFrame:

@@ -73,7 +73,8 @@ def _row(job: TrainingJob | EvaluationJob, status: str, worker_pid: int | None, 
          train_time_s: float = float("nan")) -> dict:
     kind, training = (job.kind, job.training) if isinstance(job, EvaluationJob) else ("train", job)
     return {"job": job_key(job), "kind": kind, "model": training.model, "structure": training.structure,
-            "regime": training.regime, "status": status, "best_val_iou": best_val_iou, "train_time_s": train_time_s,
+            "regime": training.regime, "seed": training.seed, "status": status, "best_val_iou": best_val_iou,
+            "train_time_s": train_time_s,
             "worker_pid": worker_pid}
 
 
@@ -188,7 +189,7 @@ def run_grid(cfg, *, executor: str = "serial", scheduler: str | None = None, n_w
                 futures, trainings = [], {}
                 for job in todo:
                     if isinstance(job, EvaluationJob):
-                        after = [trainings[job.training]] if job.training in trainings else []
+                        after = [trainings[t] for t in (job.training, job.surrogate) if t in trainings]
                         future = client.submit(evaluation_task, job, cache, threads, *after, key=keys[job], pure=False,
                                                retries=2)
                     else:

@@ -3,10 +3,14 @@
 A study configuration (`fmlib.profiles.resolve`) fixes the grid. `training_jobs` lists its training
 runs, `run_training` trains what is not cached yet, and `trained_model` gives any trained model back.
 The three regimes are the paper's (`fmlib.training.REGIMES`): standard training on clean (SNR 8)
-images, Gaussian-noise augmentation, and adversarial training.
+images, Gaussian-noise augmentation, and adversarial training. Training seeds are a dimension of the
+grid: every model and regime on ``cfg.seed_structures`` is trained with ``cfg.n_seeds`` seeds
+(`seeds_for`), so that confidence intervals can hold the variance between training runs; the data
+(scenes, test set) are the same for every seed, only the initialisation and the batch order change.
 
 Every trained model is then evaluated on its structure's synthetic test set (`test_set`): clean
-scores, corruptions and attacks (`evaluation_jobs`, tables of `fmlib.evaluation`). An evaluation is
+scores, corruptions, the paper's attacks, the robust IoU under the attack ensemble, and examples
+transferred from a surrogate model (`evaluation_jobs`, tables of `fmlib.evaluation`). An evaluation is
 cached like a checkpoint, as a CSV keyed by its model's training key, the parameters it reads and
 the code it runs (`evaluation_key`), so the notebooks read what an executor (`fmlib.executors`)
 computed and compute only what is missing, and re-executing a notebook does not re-run its attacks.
@@ -23,7 +27,7 @@ from tqdm.auto import tqdm
 from ._checks import check_choice
 from .cache import content_key, write_atomic
 from .checkpoints import DataSpec, checkpoint_folder, load_trained, train, training_key
-from .evaluation import attack_table, clean_scores, corruption_table
+from .evaluation import attack_table, clean_scores, corruption_table, robust_table, transfer_table
 from .paths import cache_dir
 from .profiles import Config, model_width
 from .synthesis import make_dataset
@@ -42,13 +46,27 @@ class TrainingJob:
     data: DataSpec
     config: TrainConfig
 
+    @property
+    def seed(self) -> int:
+        """The training seed (initialisation and batch order)."""
+        return self.config.seed
 
-def train_config(cfg, regime: str) -> TrainConfig:
-    """The `TrainConfig` of `regime` under study configuration `cfg`."""
+
+def seeds_for(cfg, structure: str) -> list[int]:
+    """The training seeds of `structure`: ``cfg.n_seeds`` of them (``cfg.seed``, ``cfg.seed + 1``, ...)
+    on ``cfg.seed_structures``, the first alone elsewhere."""
+    seeded = structure in cfg.get("seed_structures", ())
+    return [cfg.seed + i for i in range(int(cfg.get("n_seeds", 1)) if seeded else 1)]
+
+
+def train_config(cfg, regime: str, seed: int | None = None) -> TrainConfig:
+    """The `TrainConfig` of `regime` under study configuration `cfg`, with training seed `seed`
+    (default ``cfg.seed``)."""
     check_choice("regime", regime, REGIMES)
     preset = PRESETS["paper"] if cfg.optimizer == "sgd" else PRESETS["cpu"]
     base = preset.replace(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, loss=cfg.get("loss", preset.loss),
-                          mixed_precision=bool(cfg.get("mixed_precision", False)), seed=cfg.seed)
+                          mixed_precision=bool(cfg.get("mixed_precision", False)),
+                          seed=cfg.seed if seed is None else seed)
     if regime == "noise":
         return base.replace(defense="noise")
     if regime == "adversarial":
@@ -77,8 +95,9 @@ def regimes_for(cfg, structure: str) -> list[str]:
 def training_jobs(cfg) -> list[TrainingJob]:
     """Every training run of the grid, in a fixed order."""
     return [TrainingJob(model, structure, regime, model_width(cfg, model), data_spec(cfg, structure),
-                        train_config(cfg, regime))
-            for structure in cfg.structures for regime in regimes_for(cfg, structure) for model in cfg.models]
+                        train_config(cfg, regime, seed))
+            for structure in cfg.structures for seed in seeds_for(cfg, structure)
+            for regime in regimes_for(cfg, structure) for model in cfg.models]
 
 
 def train_job(job: TrainingJob, *, cache: str | Path | None = None, progress: bool = True) -> TrainedModel:
@@ -93,18 +112,21 @@ def run_training(cfg, *, progress: bool = True) -> list[tuple[TrainingJob, Train
             for job in tqdm(jobs, desc="training grid", unit="model", disable=not progress)]
 
 
-def _training_job(cfg, model: str, structure: str, regime: str) -> TrainingJob:
+def _training_job(cfg, model: str, structure: str, regime: str, seed: int | None = None) -> TrainingJob:
+    seed = cfg.seed if seed is None else seed
     for job in training_jobs(cfg):
-        if (job.model, job.structure, job.regime) == (model, structure, regime):
+        if (job.model, job.structure, job.regime, job.seed) == (model, structure, regime, seed):
             return job
-    raise ValueError(f"model, structure, regime: ({model!r}, {structure!r}, {regime!r}) is not in the grid of "
-                     f"this configuration (models {list(cfg.models)}, structures {list(cfg.structures)}, regimes "
-                     f"{regimes_for(cfg, structure) if structure in cfg.structures else list(cfg.regimes)})")
+    raise ValueError(f"model, structure, regime, seed: ({model!r}, {structure!r}, {regime!r}, {seed!r}) is not in the "
+                     f"grid of this configuration (models {list(cfg.models)}, structures {list(cfg.structures)}, "
+                     f"regimes {regimes_for(cfg, structure) if structure in cfg.structures else list(cfg.regimes)}, "
+                     f"seeds {seeds_for(cfg, structure)})")
 
 
-def trained_model(cfg, model: str, structure: str, regime: str = "standard") -> TrainedModel:
-    """A model trained by `run_training` for this configuration (FileNotFoundError if it was not)."""
-    job = _training_job(cfg, model, structure, regime)
+def trained_model(cfg, model: str, structure: str, regime: str = "standard", seed: int | None = None) -> TrainedModel:
+    """A model trained by `run_training` for this configuration, with training seed `seed` (default
+    the first, ``cfg.seed``); FileNotFoundError if it was not trained."""
+    job = _training_job(cfg, model, structure, regime, seed)
     return load_trained(job.model, job.data, job.config, width=job.width)
 
 
@@ -112,30 +134,47 @@ def trained_model(cfg, model: str, structure: str, regime: str = "standard") -> 
 # Evaluations of the trained grid, cached
 # ----------------------------------------------------------------------------------------------
 
-EVALUATIONS = ("clean", "corruption", "attack")
+EVALUATIONS = ("clean", "corruption", "attack", "robust", "transfer")
 #: The study parameters each kind of evaluation reads (besides the test set's), hashed into its key.
 _EVALUATION_PARAMETERS = {"clean": ("mixed_precision",), "corruption": ("corruptions", "mixed_precision"),
-                          "attack": ("attacks", "noise_baseline", "eps_255", "n_attack_images", "attack_steps")}
+                          "attack": ("attacks", "noise_baseline", "eps_255", "n_attack_images", "attack_steps"),
+                          "robust": ("ensemble_eps_255", "n_attack_images", "attack_steps", "ensemble_steps",
+                                     "ensemble_restarts"),
+                          "transfer": ("eps_255", "n_attack_images", "attack_steps")}
 _TEST_SET_PARAMETERS = ("n_test", "image_size", "seed")
 
 
 @dataclass(frozen=True)
 class EvaluationJob:
     """One evaluation (`kind`, one of `EVALUATIONS`) of the model that `training` trains, on the
-    clean test set of its structure. `parameters` are the (name, value) pairs it reads."""
+    clean test set of its structure. `parameters` are the (name, value) pairs it reads; a transfer
+    evaluation also needs the model its examples are crafted on (`surrogate`)."""
 
     kind: str
     training: TrainingJob
     parameters: tuple[tuple[str, object], ...]
+    surrogate: TrainingJob | None = None
 
     @property
     def label(self) -> str:
         t = self.training
-        return f"{self.kind}-{t.model}-{t.structure}-{t.regime}"
+        return f"{self.kind}-{t.model}-{t.structure}-{t.regime}-s{t.seed}"
 
 
 def _frozen(value):
     return tuple(value) if isinstance(value, list) else value
+
+
+def surrogate_for(cfg, training: TrainingJob) -> TrainingJob | None:
+    """The model whose examples are transferred to `training`'s: ``cfg.transfer_surrogate`` trained
+    on the same structure (standard regime, first seed); for the surrogate itself, its second seed
+    (None where it has none: no transfer is measured)."""
+    name = cfg.get("transfer_surrogate")
+    if name is None:
+        return None
+    seeds = seeds_for(cfg, training.structure)
+    seed = seeds[0] if name != training.model else (seeds[1] if len(seeds) > 1 else None)
+    return None if seed is None else _training_job(cfg, name, training.structure, "standard", seed)
 
 
 def evaluation_job(cfg, kind: str, training: TrainingJob) -> EvaluationJob:
@@ -149,26 +188,41 @@ def evaluation_job(cfg, kind: str, training: TrainingJob) -> EvaluationJob:
     if kind == "attack":
         standard = training.regime == "standard"
         values.update(attacks=list(cfg.attacks) if standard else [cfg.defense_attack], noise_baseline=standard)
-    return EvaluationJob(kind, training, tuple((k, _frozen(v)) for k, v in sorted(values.items())))
+    surrogate = surrogate_for(cfg, training) if kind == "transfer" else None
+    if kind == "transfer" and surrogate is None:
+        raise ValueError(f"kind: no transfer surrogate for {training.model!r} on {training.structure!r} "
+                         f"(transfer_surrogate {cfg.get('transfer_surrogate')!r} with a single seed)")
+    return EvaluationJob(kind, training, tuple((k, _frozen(v)) for k, v in sorted(values.items())), surrogate)
 
 
 def evaluation_jobs(cfg) -> list[EvaluationJob]:
-    """Every evaluation of the grid: clean scores, corruptions and attacks of every trained model,
-    in a fixed order (that of `training_jobs`)."""
-    return [evaluation_job(cfg, kind, job) for job in training_jobs(cfg) for kind in EVALUATIONS]
+    """Every evaluation of the grid, in a fixed order (that of `training_jobs`): clean scores,
+    corruptions and the robust IoU of every trained model; the paper's attacks on the first seed of
+    each; examples transferred from the surrogate on the first seed of standard training."""
+    jobs = []
+    for job in training_jobs(cfg):
+        first = job.seed == seeds_for(cfg, job.structure)[0]
+        kinds = ["clean", "corruption", *(["attack"] if first else []), "robust"]
+        if first and job.regime == "standard" and surrogate_for(cfg, job) is not None:
+            kinds.append("transfer")
+        jobs += [evaluation_job(cfg, kind, job) for kind in kinds]
+    return jobs
 
 
 def evaluation_key(job: EvaluationJob) -> str:
     """The cache key of `job`: its model's training key, its kind and parameters, and the code it
     runs (this module and everything it imports: the evaluations, corruptions, attacks, metrics)."""
-    t = job.training
+    t, s = job.training, job.surrogate
     payload = {"kind": job.kind, "training": training_key(t.model, t.width, t.data, t.config),
                "parameters": [[k, list(v) if isinstance(v, tuple) else v] for k, v in job.parameters]}
+    if s is not None:
+        payload["surrogate"] = training_key(s.model, s.width, s.data, s.config)
     return content_key(payload, ["grid.py"])
 
 
 def evaluation_path(job: EvaluationJob, cache: str | Path | None = None) -> Path:
-    """Where the table of `job` is cached: ``<cache>/evaluations/<kind>-<model>-<structure>-<regime>-<key>.csv``."""
+    """Where the table of `job` is cached:
+    ``<cache>/evaluations/<kind>-<model>-<structure>-<regime>-s<seed>-<key>.csv``."""
     return Path(cache if cache is not None else cache_dir()) / "evaluations" / f"{job.label}-{evaluation_key(job)}.csv"
 
 
@@ -198,20 +252,27 @@ def run_evaluation(job: EvaluationJob, *, cache: str | Path | None = None) -> pd
             table = clean_scores(model, test, mixed_precision=params.mixed_precision)
         elif job.kind == "corruption":
             table = corruption_table(params, model, test)
-        else:
+        elif job.kind == "attack":
             table = attack_table(params, model, test, attacks=list(params.attacks),
                                  noise_baseline=params.noise_baseline)
-        table = table.assign(model=t.model, structure=t.structure, regime=t.regime)
+        elif job.kind == "robust":
+            table = robust_table(params, model, test)
+        else:
+            s = job.surrogate
+            surrogate = load_trained(s.model, s.data, s.config, width=s.width, cache=cache).model
+            table = transfer_table(params, model, test, surrogate).assign(surrogate=s.model, surrogate_seed=s.seed)
+        table = table.assign(model=t.model, structure=t.structure, regime=t.regime, seed=t.seed)
         write_atomic(path, lambda scratch: table.to_csv(scratch, index=False))
     # pandas writes the shortest repr of each float and reads it back exactly (tested), so the
     # floats read back are the floats written, bit for bit.
     return pd.read_csv(path)
 
 
-def evaluation(cfg, kind: str, model: str, structure: str, regime: str = "standard", *,
+def evaluation(cfg, kind: str, model: str, structure: str, regime: str = "standard", *, seed: int | None = None,
                cache: str | Path | None = None) -> pd.DataFrame:
-    """The `kind` evaluation (`EVALUATIONS`) of `model` trained on `structure` in `regime` under
-    study configuration `cfg`: read from the cache, or computed and cached (see `run_evaluation`).
+    """The `kind` evaluation (`EVALUATIONS`) of `model` trained on `structure` in `regime` with
+    training seed `seed` (default the first) under study configuration `cfg`: read from the cache, or
+    computed and cached (see `run_evaluation`).
 
     Examples
     --------
@@ -220,4 +281,17 @@ def evaluation(cfg, kind: str, model: str, structure: str, regime: str = "standa
     >>> sorted(table.columns)[:3]  # doctest: +SKIP
     ['clean_iou', 'corruption', 'dice']
     """
-    return run_evaluation(evaluation_job(cfg, kind, _training_job(cfg, model, structure, regime)), cache=cache)
+    return run_evaluation(evaluation_job(cfg, kind, _training_job(cfg, model, structure, regime, seed)), cache=cache)
+
+
+def evaluations(cfg, kind: str, *, regimes: tuple[str, ...] = ("standard",), structures=None,
+                cache: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """Every `kind` evaluation of the grid for `regimes` (and `structures`, default all), every
+    seed that has one (`evaluation_jobs`), in one table with ``model``, ``structure``, ``regime`` and
+    ``seed`` columns."""
+    check_choice("kind", kind, EVALUATIONS)
+    structures = list(cfg.structures if structures is None else structures)
+    jobs = [j for j in evaluation_jobs(cfg) if j.kind == kind and j.training.regime in regimes
+            and j.training.structure in structures]
+    return pd.concat([run_evaluation(j, cache=cache) for j in tqdm(jobs, desc=kind, disable=not progress)],
+                     ignore_index=True)

@@ -148,6 +148,16 @@ PARAMETERS: dict[str, Parameter] = {
                                      "The sim-to-real bar: the IoU on the expert-labelled DSB image that the best "
                                      "synthetic-trained model (chosen on the selection source) must reach, beside "
                                      "beating Otsu plus watershed."),
+    "n_seeds": Parameter(_positive_int, "Training seeds (seed, seed + 1, ...) of every model and regime on "
+                         "`seed_structures`; the other structures train the first seed only."),
+    "seed_structures": Parameter(_structures, "Structures whose models are trained with `n_seeds` seeds."),
+    "ensemble_steps": Parameter(_positive_int, "APGD iterations per loss of the attack ensemble (the robust IoU)."),
+    "ensemble_eps_255": Parameter(_eps_levels, "Budgets (grey levels) of the attack ensemble's robust IoU; on a CPU a "
+                                  "subset of `eps_255`, to fit the time budget."),
+    "ensemble_restarts": Parameter(_positive_int, "APGD runs per loss of the ensemble (the first from the clean "
+                                   "image, the others from random points)."),
+    "transfer_surrogate": Parameter(_one_of(ALL_MODELS), "The model whose PGD examples are transferred to every other "
+                                    "model (its own: from its second seed, where trained)."),
     "defense_attack": Parameter(_one_of(ALL_ATTACKS),
                                 "The attack that measures the adversarial robustness of defended models."),
 }
@@ -167,6 +177,8 @@ PROFILES: dict[str, dict[str, object]] = {
         n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=list(STRUCTURES), adv_method="fgsm_rs", adv_steps=1,
         n_examples=2, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,
+        n_seeds=2, seed_structures=["nuclei"], ensemble_steps=5, ensemble_restarts=1, transfer_surrogate="unet3",
+        ensemble_eps_255=[8, 32],
         reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.75,
         randomization_strengths=[0.5, 1.0]),
     "standard": dict(
@@ -174,9 +186,11 @@ PROFILES: dict[str, dict[str, object]] = {
         n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
         corruptions=ALL_CORRUPTIONS, n_images_quality=8,
         models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=list(REGIMES),
-        n_train=128, n_val=32, n_test=32, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3, loss="bce+dice",
+        n_train=64, n_val=32, n_test=24, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
-        n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=8, attack_steps=10,
+        n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=4, attack_steps=10,
+        n_seeds=3, seed_structures=["nuclei"], ensemble_steps=50, ensemble_restarts=1, transfer_surrogate="unet",
+        ensemble_eps_255=[2, 8, 32],
         reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.75,
         randomization_strengths=[0.25, 0.5, 1.0]),
     "paper": dict(
@@ -187,6 +201,8 @@ PROFILES: dict[str, dict[str, object]] = {
         n_train=800, n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce",
         mixed_precision=True, defense_structures=list(STRUCTURES), adv_method="pgd", adv_steps=10,
         n_examples=4, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=100, attack_steps=10,
+        n_seeds=3, seed_structures=["nuclei"], ensemble_steps=300, ensemble_restarts=2, transfer_surrogate="unet",
+        ensemble_eps_255=list(_PAPER_EPS_255),
         reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.75,
         randomization_strengths=[0.25, 0.5, 1.0]),
 }
@@ -219,8 +235,9 @@ def resolve(profile: str, **overrides) -> Config:
         raise ValueError(f"{unknown[0]}: unknown parameter; expected one of {', '.join(sorted(PARAMETERS))}")
     values = {"profile": profile, **PROFILES[profile], **overrides}
     cfg = Config({name: PARAMETERS[name].check(name, value) for name, value in values.items()})
-    if cfg.get("reference_model") not in cfg.get("models", [cfg.get("reference_model")]):
-        raise ValueError(f"reference_model: {cfg.reference_model!r} is not one of the trained models {cfg.models}")
+    for name in ("reference_model", "transfer_surrogate"):
+        if cfg.get(name) not in cfg.get("models", [cfg.get(name)]):
+            raise ValueError(f"{name}: {cfg[name]!r} is not one of the trained models {cfg.models}")
     return cfg
 
 

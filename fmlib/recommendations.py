@@ -1,10 +1,20 @@
 """Recommendations as rules evaluated on the study's results tables.
 
-Each rule states a claim (several are claims of the paper's abstract), computes the statistic that
-tests it with a 95 % bootstrap confidence interval, and returns a verdict: *supported* (the interval
-lies on the claimed side of zero), *contradicted* (it lies on the other side), *inconclusive* (it
-contains zero), or *not testable* (too few models or no such models at this profile). The book's
-recommendations page quotes these verdicts; it never states a finding the tables do not support.
+Each rule states a claim (several are claims of the paper's abstract) and computes the statistic
+that tests it, on absolute scores first (corrupted IoU, robust IoU under the attack ensemble, clean
+IoU); where the paper measured with its ratio (corrupted / clean IoU) the same claim is also tested
+on the ratio, as a second row (``metric`` = ``"ratio"``). Each row carries a 95 % bootstrap CI and a
+permutation p-value (exact where the design allows: `fmlib.stats`), and the p-values of the whole
+table are corrected together (Holm). The verdict:
+
+- *supported*: the Holm-adjusted p is at most 0.05 and the CI lies on the claimed side of zero;
+- *contradicted*: the same on the other side;
+- *inconclusive*: neither;
+- *not testable here*: no outcome of this design could reach p <= 0.05 (too few models, or no such
+  models at this profile); the claim is neither supported nor refuted by this study.
+
+The book's recommendations page quotes these verdicts; it never states a finding the tables do not
+support.
 """
 
 from __future__ import annotations
@@ -12,66 +22,92 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 
 from .metrics import bootstrap_ci, correlation_ci
-from .realdata import REAL_TEST_SOURCES
+from .realdata import REAL_TEST_SOURCES, SELECTION_SOURCE
+from .stats import correlation_p, holm, paired_permutation_p, permutation_p, smallest_attainable_p
+
+ALPHA = 0.05
+NAN = float("nan")
 
 
 @dataclass
 class Finding:
     key: str
     claim: str
+    metric: str
     statistic: str
     estimate: float
     low: float
     high: float
     n: int
-    verdict: str
+    test: str
+    p_value: float
+    p_min: float
     recommendation: str
+    p_holm: float = NAN
+    verdict: str = "not testable here"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _verdict(low: float, high: float, positive: bool = True) -> str:
-    if np.isnan(low) or np.isnan(high):
-        return "not testable"
-    if (low > 0) if positive else (high < 0):
-        return "supported"
-    if (high < 0) if positive else (low > 0):
-        return "contradicted"
-    return "inconclusive"
+def _untestable(key, claim, metric, statistic, n, recommendation, test="-") -> Finding:
+    return Finding(key, claim, metric, statistic, NAN, NAN, NAN, n, test, NAN, NAN, recommendation)
 
 
-def _correlation(key, claim, statistic, x, y, recommendation, n_boot, seed) -> Finding:
+def _correlation(key, claim, statistic, x, y, recommendation, n_boot, seed, metric="absolute") -> Finding:
     x, y = np.asarray(x, float), np.asarray(y, float)
     if len(x) < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return Finding(key, claim, statistic, float("nan"), float("nan"), float("nan"), len(x),
-                       "not testable", recommendation)
+        return _untestable(key, claim, metric, statistic, len(x), recommendation)
     r, lo, hi = correlation_ci(x, y, method="spearman", n_boot=n_boot, seed=seed)
-    return Finding(key, claim, statistic, r, lo, hi, len(x), _verdict(lo, hi), recommendation)
+    p = correlation_p(x, y, alternative="two-sided", seed=seed)
+    return Finding(key, claim, metric, statistic, r, lo, hi, len(x), "permutation (pairings), two-sided", p,
+                   smallest_attainable_p("correlation", len(x)), recommendation)
 
 
-def _mean_change(key, claim, statistic, diffs, recommendation, n_boot, seed, positive=True) -> Finding:
+def _mean_change(key, claim, statistic, diffs, recommendation, n_boot, seed, positive=True,
+                 metric="absolute") -> Finding:
     diffs = np.asarray(diffs, float)
     diffs = diffs[np.isfinite(diffs)]
     if len(diffs) < 2:
-        return Finding(key, claim, statistic, float("nan"), float("nan"), float("nan"), len(diffs),
-                       "not testable", recommendation)
+        return _untestable(key, claim, metric, statistic, len(diffs), recommendation)
     est, lo, hi = bootstrap_ci(diffs, n_boot=n_boot, seed=seed)
-    return Finding(key, claim, statistic, est, lo, hi, len(diffs), _verdict(lo, hi, positive), recommendation)
+    p = paired_permutation_p(diffs, alternative="two-sided", seed=seed)
+    return Finding(key, claim, metric, statistic + ("" if positive else " (the claim: below zero)"), est, lo, hi,
+                   len(diffs), "sign-flip permutation, two-sided", p, smallest_attainable_p("paired", len(diffs)),
+                   recommendation)
 
 
-def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed) -> Finding:
+def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed, metric="absolute") -> Finding:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 1 or len(b) < 1 or len(a) + len(b) < 3:
-        return Finding(key, claim, statistic, float("nan"), float("nan"), float("nan"), len(a) + len(b),
-                       "not testable", recommendation)
+        return _untestable(key, claim, metric, statistic, len(a) + len(b), recommendation)
     rng = np.random.default_rng(seed)
     boots = [rng.choice(a, len(a)).mean() - rng.choice(b, len(b)).mean() for _ in range(n_boot)]
     lo, hi = np.quantile(boots, [0.025, 0.975])
-    return Finding(key, claim, statistic, float(a.mean() - b.mean()), float(lo), float(hi), len(a) + len(b),
-                   _verdict(lo, hi), recommendation)
+    p = permutation_p(a, b, alternative="two-sided")
+    return Finding(key, claim, metric, statistic, float(a.mean() - b.mean()), float(lo), float(hi), len(a) + len(b),
+                   f"exact permutation ({len(a)} vs {len(b)}), two-sided", p,
+                   smallest_attainable_p("groups", len(a), len(b)), recommendation)
+
+
+def judge(findings: list[Finding], *, alpha: float = ALPHA) -> list[Finding]:
+    """Holm-correct the p-values of `findings` together and give each its verdict (in place)."""
+    adjusted = holm([f.p_value for f in findings])
+    for f, p in zip(findings, adjusted):
+        f.p_holm = float(p)
+        negative = "(the claim: below zero)" in f.statistic
+        if np.isnan(f.p_value) or f.p_min > alpha:
+            f.verdict = "not testable here"
+        elif p <= alpha and ((f.high < 0) if negative else (f.low > 0)):
+            f.verdict = "supported"
+        elif p <= alpha and ((f.low > 0) if negative else (f.high < 0)):
+            f.verdict = "contradicted"
+        else:
+            f.verdict = "inconclusive"
+    return findings
 
 
 def _against_standard(table, regime: str):
@@ -82,20 +118,19 @@ def _against_standard(table, regime: str):
     return (table[regime] - table["standard"]).to_numpy()
 
 
-#: The real test images of the real-image notebook, and the real images that choose among models there.
-SELECTION_SOURCE = "bbbc007_train"
-
-
 def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_scores=None, clean_scores=None,
-             n_boot: int = 2000, seed: int = 0) -> list[Finding]:
-    """Evaluate every rule.
+                   n_boot: int = 2000, seed: int = 0) -> list[Finding]:
+    """Evaluate every rule, then correct and judge them together (`judge`).
 
     Parameters
     ----------
     models_summary : DataFrame, one row per model (standard training, averaged over structures)
-        Columns ``model``, ``family``, ``parameters``, ``clean_iou``, ``corruption_robustness``,
-        ``adversarial_robustness``.
-    defenses : DataFrame, one row per structure, model and regime (`fmlib.grid.robustness_summary`).
+        Columns ``model``, ``family``, ``parameters``, ``clean_iou``, ``corrupted_iou`` (mean over the
+        corruptions that act and their severities), ``robust_iou`` (under the attack ensemble, mean
+        over budgets), and the paper's ratios ``corruption_ratio`` and ``robust_ratio``.
+    defenses : DataFrame, one row per structure, model, regime and training seed
+        The same columns for every training regime (``regime``, ``seed``): the defense rules pair each
+        defended model with the standard one of the same architecture, structure and seed.
     real_scores : DataFrame, optional
         Per-tile IoU of the synthetic-trained models on real images (``07_real_scores.csv``: columns
         ``method``, ``regime``, ``source``, ``tile``, ``iou``). Adds the rules on real images.
@@ -108,44 +143,59 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_sco
         stride (columns ``model``, ``structure``, ``iou``, ``output_stride``). Adds the output-stride rule.
     """
     s = models_summary
-    findings = [
-        _correlation("corruption_vs_adversarial",
-                     "Models robust to corruptions are also robust to adversarial attacks.",
-                     "Spearman correlation across models", s.corruption_robustness, s.adversarial_robustness,
-                     "Where attacks are a concern, measure adversarial robustness directly if this is not supported; "
-                     "otherwise corruption robustness is a cheap proxy.", n_boot, seed),
-        _correlation("clean_vs_corruption",
-                     "Models that are more accurate on clean images are more robust to corruptions.",
-                     "Spearman correlation across models", s.clean_iou, s.corruption_robustness,
-                     "Do not choose a model by clean accuracy alone unless this is supported: benchmark it on "
-                     "degraded images.", n_boot, seed),
-        _correlation("size_vs_corruption", "Larger models (more parameters) are more robust to corruptions.",
-                     "Spearman correlation across models", np.log(s.parameters), s.corruption_robustness,
-                     "Unless supported, a larger model is no substitute for robustness testing.", n_boot, seed),
-        _group_difference("transformer_vs_cnn", "Transformers are more robust to corruptions than CNNs.",
-                          "difference of mean corruption robustness (transformers - CNNs)",
-                          s[s.family == "transformer"].corruption_robustness,
-                          s[s.family == "cnn"].corruption_robustness,
-                          "Prefer a transformer for degraded images only if this is supported.", n_boot, seed),
-    ]
-    pivot = defenses.pivot_table(index=["structure", "model"], columns="regime",
-                                 values=["clean_iou", "corruption_robustness", "adversarial_robustness"])
+    findings = []
+    for metric, corr, adv in (("absolute", "corrupted_iou", "robust_iou"), ("ratio", "corruption_ratio",
+                                                                           "robust_ratio")):
+        tag = "" if metric == "absolute" else "_ratio"
+        what = "corrupted IoU" if metric == "absolute" else "corrupted/clean IoU ratio"
+        findings += [
+            _correlation(f"corruption_vs_adversarial{tag}",
+                         "Models robust to corruptions are also robust to adversarial attacks.",
+                         f"Spearman correlation across models, {what} vs " +
+                         ("robust IoU (attack ensemble)" if metric == "absolute" else "attacked/clean IoU ratio"),
+                         s[corr], s[adv], "Where attacks are a concern, measure adversarial robustness directly if "
+                         "this is not supported; otherwise corruption robustness is a cheap proxy.", n_boot, seed,
+                         metric),
+            _correlation(f"clean_vs_corruption{tag}",
+                         "Models that are more accurate on clean images are more robust to corruptions.",
+                         f"Spearman correlation across models, clean IoU vs {what}", s.clean_iou, s[corr],
+                         "Do not choose a model by clean accuracy alone unless this is supported: benchmark it on "
+                         "degraded images.", n_boot, seed, metric),
+            _correlation(f"size_vs_corruption{tag}", "Larger models (more parameters) are more robust to corruptions.",
+                         f"Spearman correlation across models, log parameters vs {what}", np.log(s.parameters),
+                         s[corr], "Unless supported, a larger model is no substitute for robustness testing.", n_boot,
+                         seed, metric),
+            _group_difference(f"transformer_vs_cnn{tag}", "Transformers are more robust to corruptions than CNNs.",
+                              f"difference of mean {what} (transformers - CNNs)", s[s.family == "transformer"][corr],
+                              s[s.family == "cnn"][corr],
+                              "Prefer a transformer for degraded images only if this is supported.", n_boot, seed,
+                              metric),
+        ]
+    keys = [k for k in ("structure", "model", "seed") if k in defenses]
+    pivot = defenses.pivot_table(index=keys, columns="regime", values=[c for c in (
+        "clean_iou", "corrupted_iou", "robust_iou", "corruption_ratio", "robust_ratio") if c in defenses])
 
     def change(metric, regime):
         return _against_standard(pivot[metric], regime) if metric in pivot else []
 
+    paired = "against standard training, per architecture, structure and seed"
     findings += [
         _mean_change("noise_augmentation", "Noise augmentation improves robustness to corruptions.",
-                     "mean change of corruption robustness against standard training",
-                     change("corruption_robustness", "noise"),
+                     f"mean change of corrupted IoU {paired}", change("corrupted_iou", "noise"),
                      "Train with noise augmentation when test images may be noisier than training images.",
                      n_boot, seed),
+        _mean_change("noise_augmentation_ratio", "Noise augmentation improves robustness to corruptions.",
+                     f"mean change of the corrupted/clean IoU ratio {paired}", change("corruption_ratio", "noise"),
+                     "Train with noise augmentation when test images may be noisier than training images.",
+                     n_boot, seed, metric="ratio"),
         _mean_change("adversarial_training", "Adversarial training improves adversarial robustness.",
-                     "mean change of adversarial robustness against standard training",
-                     change("adversarial_robustness", "adversarial"),
+                     f"mean change of robust IoU (attack ensemble) {paired}", change("robust_iou", "adversarial"),
                      "Use adversarial training when inputs may be manipulated.", n_boot, seed),
+        _mean_change("adversarial_training_ratio", "Adversarial training improves adversarial robustness.",
+                     f"mean change of the attacked/clean IoU ratio {paired}", change("robust_ratio", "adversarial"),
+                     "Use adversarial training when inputs may be manipulated.", n_boot, seed, metric="ratio"),
         _mean_change("adversarial_training_cost", "Adversarial training costs clean accuracy.",
-                     "mean change of clean IoU against standard training", change("clean_iou", "adversarial"),
+                     f"mean change of clean IoU {paired}", change("clean_iou", "adversarial"),
                      "Budget for a drop in clean accuracy when training adversarially.", n_boot, seed, positive=False),
     ]
     if real_scores is not None:
@@ -154,7 +204,7 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_sco
         findings.append(_randomization_rule(randomized_scores, n_boot, seed))
     if clean_scores is not None:
         findings.append(_output_stride_rule(clean_scores, n_boot, seed))
-    return findings
+    return judge(findings)
 
 
 def _output_stride_rule(clean_scores, n_boot: int, seed: int, thin: str = "er", compact: str = "nuclei") -> Finding:
@@ -210,3 +260,37 @@ def _randomization_rule(randomized_scores, n_boot: int, seed: int) -> Finding:
     paired = scores[scores.source.isin(REAL_TEST_SOURCES)].pivot_table(index=["source", "tile"], columns="strength",
                                                                       values="iou")
     return _mean_change(key, claim, statistic, (paired[chosen] - paired[0.0]).to_numpy(), recommendation, n_boot, seed)
+
+
+#: The paper's claims (its abstract, `shared/paper.md`) and the findings that test them here; a claim
+#: with no finding is scoped as not tested (the limitations page says why).
+SCORECARD = (
+    ("New connections between corruption robustness and adversarial robustness.", "corruption_vs_adversarial"),
+    ("Models more accurate on clean images are more robust (the paper's recommendations on model choice).",
+     "clean_vs_corruption"),
+    ("Larger models are more robust (the paper's recommendations on model design).", "size_vs_corruption"),
+    ("Vision transformers differ from CNNs in robustness (ten models 'such as DeepLab and Vision Transformer').",
+     "transformer_vs_cnn"),
+    ("Noise augmentation improves robustness to corruptions.", "noise_augmentation"),
+    ("Adversarial training improves adversarial robustness.", "adversarial_training"),
+    ("Models robust on natural images may perform poorly on FM images.", None),
+)
+
+
+def scorecard(findings: list[Finding]) -> pd.DataFrame:
+    """One row per claim of the paper (`SCORECARD`): our absolute measurement and the paper's ratio
+    version beside it, each with its CI, Holm-adjusted p and verdict; "not tested here" where no
+    finding tests the claim."""
+    by_key = {f.key: f for f in findings}
+    rows = []
+    for claim, key in SCORECARD:
+        row = {"paper's claim": claim, "paper's metric": "corrupted/clean IoU ratio (attacked/clean for attacks)"}
+        for version, suffix in (("absolute", ""), ("ratio", "_ratio")):
+            f = by_key.get(f"{key}{suffix}") if key else None
+            row[f"{version}: statistic"] = f.statistic if f else "-"
+            row[f"{version}: estimate"] = f.estimate if f else NAN
+            row[f"{version}: CI"] = f"[{f.low:.3f}, {f.high:.3f}]" if f and not np.isnan(f.low) else "-"
+            row[f"{version}: p (Holm)"] = f.p_holm if f else NAN
+            row[f"{version}: verdict"] = f.verdict if f else "not tested here"
+        rows.append(row)
+    return pd.DataFrame(rows)

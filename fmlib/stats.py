@@ -43,9 +43,31 @@ def permutation_p(a, b, *, alternative: str = "greater", statistic: Callable | N
     if len(a) < 1 or len(b) < 1 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise ValueError("a, b: expected two non-empty groups of finite values")
     statistic = statistic or (lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis))
+    if min(len(a), len(b)) == 1:
+        return _one_against_many(a, b, statistic, alternative)
     result = stats.permutation_test((a, b), statistic, permutation_type="independent", n_resamples=np.inf,
                                     alternative=alternative, vectorized=True)
     return float(result.pvalue)
+
+
+def _one_against_many(a, b, statistic, alternative: str) -> float:
+    """The exact test when a group has one member (scipy's needs two): every choice of which pooled
+    value forms the single group, each equally likely under the null."""
+    pooled = np.concatenate([a, b])
+    single_is_a = len(a) == 1
+    observed = statistic(a, b)
+    stats_all = []
+    for i in range(len(pooled)):
+        one, rest = pooled[i:i + 1], np.delete(pooled, i)
+        stats_all.append(statistic(one, rest) if single_is_a else statistic(rest, one))
+    stats_all = np.asarray(stats_all)
+    eps = 1e-12 * max(1.0, abs(observed))
+    greater, less = np.mean(stats_all >= observed - eps), np.mean(stats_all <= observed + eps)
+    if alternative == "greater":
+        return float(greater)
+    if alternative == "less":
+        return float(less)
+    return float(min(1.0, 2 * min(greater, less)))
 
 
 def smallest_p(n_a: int, n_b: int, *, alternative: str = "greater") -> float:
@@ -108,3 +130,65 @@ def hierarchical_ci(table: pd.DataFrame, value: str, *, seed_col: str = "seed", 
     alpha = (1 - confidence) / 2
     estimate = float(statistic([g.mean() for g in groups]))
     return estimate, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
+
+
+def _resamples(n_exact: int, limit: int, n_resamples: int):
+    """Every relabelling when there are at most `limit` of them, else `n_resamples` random ones."""
+    return np.inf if n_exact <= limit else n_resamples
+
+
+def paired_permutation_p(differences, *, alternative: str = "greater", n_resamples: int = 9999, seed: int = 0,
+                         exact_limit: int = 2 ** 16) -> float:
+    """p-value of the mean of paired `differences` (regime minus standard, per model and seed) under
+    sign flips: exact (all 2^n flips) when there are at most `exact_limit` of them, else
+    `n_resamples` random flips drawn from `seed` (`scipy.stats.permutation_test`).
+
+    Examples
+    --------
+    >>> paired_permutation_p([0.1, 0.2, 0.3])   # all three positive: 1 of the 8 sign patterns
+    0.125
+    """
+    check_choice("alternative", alternative, ALTERNATIVES)
+    d = np.asarray(differences, float)
+    if len(d) < 1 or not np.isfinite(d).all():
+        raise ValueError("differences: expected a non-empty array of finite values")
+    result = stats.permutation_test((d,), lambda x, axis=-1: np.mean(x, axis=axis), permutation_type="samples",
+                                    n_resamples=_resamples(2 ** len(d), exact_limit, n_resamples),
+                                    alternative=alternative, vectorized=True, rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def correlation_p(x, y, *, alternative: str = "greater", n_resamples: int = 9999, seed: int = 0,
+                  exact_limit: int = 40320) -> float:
+    """Permutation p-value of Spearman's correlation of `x` and `y`: exact (all n! pairings) for up
+    to `exact_limit` of them (n <= 8), else `n_resamples` random pairings drawn from `seed`."""
+    check_choice("alternative", alternative, ALTERNATIVES)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) != len(y) or len(x) < 3 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("x, y: expected two finite arrays of the same length, at least 3")
+    rx = stats.rankdata(x)
+    rx = (rx - rx.mean()) / np.linalg.norm(rx - rx.mean())
+
+    def rho(yy, axis=-1):  # Spearman's rho = Pearson's r of the ranks, for a whole batch of pairings
+        ry = stats.rankdata(yy, axis=axis)
+        ry = ry - ry.mean(axis=axis, keepdims=True)
+        return (ry * rx).sum(axis=axis) / np.linalg.norm(ry, axis=axis)
+
+    result = stats.permutation_test((y,), rho, permutation_type="pairings",
+                                    n_resamples=_resamples(math.factorial(len(x)), exact_limit, n_resamples),
+                                    alternative=alternative, vectorized=True, rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+def smallest_attainable_p(kind: str, *sizes: int, alternative: str = "two-sided", n_resamples: int = 9999) -> float:
+    """The smallest p-value a permutation test of this design can give, before any data is seen:
+    ``"groups"`` (sizes n_a, n_b: `smallest_p`), ``"paired"`` (n differences: one sign pattern in
+    2^n) or ``"correlation"`` (n pairs: one pairing in n!); a random-resampling test cannot go below
+    1 / (n_resamples + 1)."""
+    check_choice("kind", kind, ("groups", "paired", "correlation"))
+    factor = 2 if alternative == "two-sided" else 1
+    if kind == "groups":
+        return smallest_p(*sizes, alternative=alternative)
+    count = 2 ** sizes[0] if kind == "paired" else math.factorial(sizes[0])
+    floor = 1 / (n_resamples + 1)
+    return max(factor / count, floor if count > (2 ** 16 if kind == "paired" else 40320) else 0.0)

@@ -20,7 +20,7 @@ LAYERS = [
     ("store", {"paths", "cache"}),
     ("training", {"training", "checkpoints"}),
     ("analysis", {"evaluation", "resolution", "realdata", "realism", "domain", "simtoreal", "recommendations",
-                  "strength"}),
+                  "strength", "rankings"}),
     ("configuration", {"profiles"}),
     ("grid", {"grid", "executors"}),
     ("study", {"provenance", "runner"}),

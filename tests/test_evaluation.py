@@ -63,3 +63,20 @@ def test_robustness_summary_puts_clean_corrupted_and_attacked_scores_side_by_sid
     adversarial = evaluation.attack_table(CFG, model, test).assign(model="m", structure="nuclei")
     summary = evaluation.robustness_summary(corruption, adversarial, attack="fgsm")
     assert len(summary) == 1 and {"clean_iou", "corruption_robustness", "adversarial_robustness"} <= set(summary)
+
+
+def test_a_model_with_a_bpda_pass_is_attacked_both_ways_and_keeps_the_worse():
+    import torch
+
+    from fmlib import evaluation, profiles
+    from fmlib.models import create_model
+    from fmlib.synthesis import make_dataset
+
+    torch.manual_seed(0)
+    net = create_model("segnet", width=0.125).eval()
+    cfg = profiles.resolve("smoke", ensemble_eps_255=[8], n_attack_images=2, ensemble_steps=2, attack_steps=2)
+    data = make_dataset("nuclei", 2, 64, seed=1)
+    table = evaluation.robust_table(cfg, net, data)
+    assert len(table) == 2 and (table.iou <= table.clean_iou + 1e-9).all()
+    assert set(table.member) <= {"clean", *[m + s for m in ("fgsm", "ifgsm", "pgd", "apgd-bce", "apgd-jaccard",
+                                                             "apgd-segpgd") for s in ("", "+bpda")]}

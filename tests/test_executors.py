@@ -8,17 +8,21 @@ import torch
 from fmlib import executors, grid, paths, profiles, runner
 from fmlib.checkpoints import load_trained
 
-# The smoke grid on nuclei: two models x three regimes, each evaluated three ways (clean, two
-# corruptions, two attacks and the noise baseline): 6 trainings and 18 evaluations.
-CFG = profiles.resolve("smoke", structures=["nuclei"], corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"])
-N_JOBS = 6 + 18
+# The smoke grid on nuclei, one seed: two models x three regimes, each evaluated four ways (clean, two
+# corruptions, two attacks and the noise baseline, the ensemble at one budget), and sim_unet's standard
+# model attacked with examples transferred from unet3 (a job that waits for two trainings): 6 trainings
+# and 25 evaluations.
+CFG = profiles.resolve("smoke", structures=["nuclei"], corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"],
+                       n_seeds=1, ensemble_eps_255=[8])
+N_EVALUATIONS = 25
+N_JOBS = 6 + N_EVALUATIONS
 
 
 def _tables(cfg, cache) -> dict[str, bytes]:
     """Per evaluation job: the bytes of the CSV table it left in the cache."""
     tables = {executors.job_key(job): grid.evaluation_path(job, cache).read_bytes()
               for job in grid.evaluation_jobs(cfg)}
-    assert len(tables) == 18
+    assert len(tables) == N_EVALUATIONS
     return tables
 
 

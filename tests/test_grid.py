@@ -29,10 +29,20 @@ def test_train_config_follows_the_study_parameters():
 # Evaluations, cached
 # ----------------------------------------------------------------------------------------------
 
-def test_every_trained_model_gets_the_three_evaluations_with_its_regimes_attacks():
+def test_every_trained_model_gets_its_evaluations_with_its_regimes_attacks():
     cfg = profiles.resolve("smoke", models=["unet3"], defense_structures=["nuclei"])
     jobs = grid.evaluation_jobs(cfg)
-    assert len(jobs) == 3 * len(grid.training_jobs(cfg))
+    kinds = {}
+    for j in jobs:
+        kinds.setdefault((j.training.structure, j.training.regime, j.training.seed), []).append(j.kind)
+    # every seed: clean, corruption, robust; the first seed also the paper's attacks; the surrogate
+    # (unet3 itself here) transfers to itself from its second seed, which only nuclei has
+    assert kinds[("nuclei", "standard", 0)] == ["clean", "corruption", "attack", "robust", "transfer"]
+    assert kinds[("nuclei", "standard", 1)] == ["clean", "corruption", "robust"]
+    assert kinds[("nuclei", "adversarial", 0)] == ["clean", "corruption", "attack", "robust"]
+    assert kinds[("er", "standard", 0)] == ["clean", "corruption", "attack", "robust"]
+    transfer = next(j for j in jobs if j.kind == "transfer")
+    assert (transfer.surrogate.model, transfer.surrogate.seed) == ("unet3", 1)
     attacks = {(j.training.structure, j.training.regime): dict(j.parameters) for j in jobs if j.kind == "attack"}
     assert attacks[("er", "standard")]["attacks"] == tuple(cfg.attacks)
     assert attacks[("er", "standard")]["noise_baseline"]
@@ -40,6 +50,21 @@ def test_every_trained_model_gets_the_three_evaluations_with_its_regimes_attacks
     assert not attacks[("nuclei", "adversarial")]["noise_baseline"]
     with pytest.raises(ValueError, match="kind"):
         grid.evaluation_job(cfg, "robustness", grid.training_jobs(cfg)[0])
+    with pytest.raises(ValueError, match="kind: no transfer surrogate"):
+        grid.evaluation_job(cfg, "transfer", next(j for j in grid.training_jobs(cfg) if j.structure == "er"))
+
+
+def test_training_seeds_are_a_grid_dimension():
+    cfg = profiles.resolve("smoke", models=["unet3"], n_seeds=3, seed_structures=["nuclei"], seed=5)
+    jobs = grid.training_jobs(cfg)
+    seeds = {(j.structure, j.regime): sorted(x.seed for x in jobs if (x.structure, x.regime) == (j.structure, j.regime))
+             for j in jobs}
+    assert seeds[("nuclei", "standard")] == seeds[("nuclei", "adversarial")] == [5, 6, 7]
+    assert seeds[("er", "standard")] == [5]
+    assert len({grid.training_key(j.model, j.width, j.data, j.config) for j in jobs}) == len(jobs)
+    assert len({j.data for j in jobs if j.structure == "nuclei"}) == 1  # the same scenes for every seed
+    with pytest.raises(ValueError, match="seeds \\[5\\]"):
+        grid.trained_model(cfg, "unet3", "er", "standard", seed=6)
 
 
 def test_an_evaluation_key_follows_only_the_parameters_it_reads():
@@ -51,6 +76,8 @@ def test_an_evaluation_key_follows_only_the_parameters_it_reads():
     assert key("corruption") != key("corruption", corruptions=["defocus"])
     assert key("attack") != key("attack", attack_steps=7)
     assert key("attack") == key("attack", corruptions=["defocus"])
+    assert key("robust") != key("robust", ensemble_steps=7)
+    assert key("robust") == key("robust", n_seeds=3)
     assert key("clean") != key("clean", n_test=3)  # another test set
     assert key("clean") != key("clean", epochs=2)  # another model
 
@@ -59,9 +86,9 @@ def test_an_evaluation_key_follows_only_the_parameters_it_reads():
 def trained(tmp_path_factory):
     """A smoke grid of one model on nuclei, trained into a cache of its own."""
     cache = tmp_path_factory.mktemp("cache")
-    cfg = profiles.resolve("smoke", models=["sim_unet"], reference_model="sim_unet", structures=["nuclei"],
-                        regimes=["standard"],
-                        corruptions=["defocus", "photon_noise"], attacks=["fgsm"], eps_255=[2, 8])
+    cfg = profiles.resolve("smoke", models=["sim_unet"], reference_model="sim_unet", transfer_surrogate="sim_unet",
+                           structures=["nuclei"], regimes=["standard"], n_seeds=1,
+                           corruptions=["defocus", "photon_noise"], attacks=["fgsm"], eps_255=[2, 8])
     job = grid.training_jobs(cfg)[0]
     train(job.model, job.data, job.config, width=job.width, cache=cache, progress=False)
     return cfg, cache
@@ -92,6 +119,17 @@ def test_an_evaluation_is_computed_once_then_read_from_the_cache(trained, monkey
     assert np.array_equal(fresh.iou.to_numpy(), cached.iou.to_numpy())
 
 
+def test_a_robust_evaluation_is_the_ensembles_worst_case_with_its_evidence(trained):
+    cfg, cache = trained
+    table = grid.evaluation(cfg, "robust", "sim_unet", "nuclei", cache=cache)
+    assert set(table.attack) == {"ensemble"} and set(table.seed) == {cfg.seed}
+    assert len(table) == 2 * cfg.n_attack_images
+    assert (table.iou <= table.paper_attacks_iou + 1e-9).all()  # never weaker than the paper's attacks
+    assert (table.iou <= table.clean_iou + 1e-9).all()
+    assert table.converged.dtype == bool and set(table.member) <= {"clean", "fgsm", "ifgsm", "pgd", "apgd-bce",
+                                                                   "apgd-jaccard", "apgd-segpgd"}
+
+
 def test_an_attack_evaluation_runs_the_grids_attacks_and_the_noise_baseline(trained):
     cfg, cache = trained
     table = grid.evaluation(cfg, "attack", "sim_unet", "nuclei", cache=cache)
@@ -102,7 +140,7 @@ def test_an_attack_evaluation_runs_the_grids_attacks_and_the_noise_baseline(trai
 
 def test_an_evaluation_outside_the_grid_or_of_an_untrained_model_fails_clearly(trained, tmp_path):
     cfg, cache = trained
-    with pytest.raises(ValueError, match="model, structure, regime: .*'unet'.* not in the grid"):
+    with pytest.raises(ValueError, match="model, structure, regime, seed: .*'unet'.* not in the grid"):
         grid.evaluation(cfg, "clean", "unet", "nuclei", cache=cache)
     with pytest.raises(ValueError, match="kind"):
         grid.evaluation(cfg, "accuracy", "sim_unet", "nuclei", cache=cache)

@@ -8,21 +8,26 @@ from fmlib import recommendations
 def _models(n=8, seed=0, slope=1.0):
     rng = np.random.default_rng(seed)
     corruption = rng.uniform(0.5, 0.9, n)
+    clean = rng.uniform(0.7, 0.9, n)
+    robust = slope * corruption + rng.normal(0, 0.01, n)
     return pd.DataFrame({"model": [f"m{i}" for i in range(n)], "family": ["cnn"] * (n - 2) + ["transformer"] * 2,
-                         "parameters": rng.uniform(1e5, 1e7, n), "clean_iou": rng.uniform(0.7, 0.9, n),
-                         "corruption_robustness": corruption,
-                         "adversarial_robustness": slope * corruption + rng.normal(0, 0.01, n)})
+                         "parameters": rng.uniform(1e5, 1e7, n), "clean_iou": clean,
+                         "corrupted_iou": corruption, "robust_iou": robust,
+                         "corruption_ratio": corruption / clean, "robust_ratio": robust / clean})
 
 
 def _defenses(n=8, seed=0, noise_gain=0.05):
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        base = rng.uniform(0.5, 0.8)
-        for regime, gain in (("standard", 0.0), ("noise", noise_gain), ("adversarial", -0.02)):
-            rows.append({"structure": "nuclei", "model": f"m{i}", "regime": regime,
-                         "clean_iou": 0.85 + gain / 10, "corruption_robustness": base + gain + rng.normal(0, 0.005),
-                         "adversarial_robustness": base + (0.1 if regime == "adversarial" else 0.0)})
+        for seed in (0, 1):
+            base = rng.uniform(0.5, 0.8)
+            for regime, gain in (("standard", 0.0), ("noise", noise_gain), ("adversarial", -0.02)):
+                corrupted = base + gain + rng.normal(0, 0.005)
+                robust = base + (0.1 if regime == "adversarial" else 0.0)
+                rows.append({"structure": "nuclei", "model": f"m{i}", "seed": seed, "regime": regime,
+                             "clean_iou": 0.85 + gain / 10, "corrupted_iou": corrupted, "robust_iou": robust,
+                             "corruption_ratio": corrupted / 0.85, "robust_ratio": robust / 0.85})
     return pd.DataFrame(rows)
 
 
@@ -40,14 +45,14 @@ def test_verdicts_follow_the_sign_of_the_confidence_interval():
     assert found["corruption_vs_adversarial"].verdict == "contradicted"
     assert found["noise_augmentation"].verdict == "contradicted"
     few = _by_key(recommendations.evaluate_rules(_models(n=3), _defenses(n=3), n_boot=100))
-    assert few["corruption_vs_adversarial"].verdict == "not testable"
+    assert few["corruption_vs_adversarial"].verdict == "not testable here"
     assert "real" not in " ".join(few)  # the real-image rules need the real-image tables
 
 
 def _real_scores(adversarial_gain):
     rows = []
     rng = np.random.default_rng(1)
-    for m in range(6):
+    for m in range(10):
         for regime, gain in (("standard", 0.0), ("noise", 0.0), ("adversarial", adversarial_gain)):
             for source, n in (("dsb2018", 4), ("bbbc007_test", 12), ("bbbc007_train", 8)):
                 for t in range(n):
@@ -61,7 +66,7 @@ def test_real_image_rules_compare_each_model_with_its_standard_training():
     found = _by_key(recommendations.evaluate_rules(_models(), _defenses(), real_scores=_real_scores(0.1), n_boot=300))
     assert found["adversarial_training_real"].verdict == "supported"
     assert found["adversarial_training_real"].estimate == pytest.approx(0.1, abs=0.005)
-    assert found["adversarial_training_real"].n == 6  # models, not tiles
+    assert found["adversarial_training_real"].n == 10  # models, not tiles
     assert found["noise_augmentation_real"].verdict == "inconclusive"
 
 
@@ -104,4 +109,23 @@ def test_output_stride_rule_correlates_stride_with_the_thin_structure_gap():
     for scores in (_clean_scores([1] * 6, 0.02), _clean_scores(strides, 0.02, structures=("nuclei",))):
         rule = _by_key(recommendations.evaluate_rules(_models(), _defenses(), clean_scores=scores,
                                                 n_boot=100))["output_stride_thin"]
-        assert rule.verdict == "not testable"
+        assert rule.verdict == "not testable here"
+
+
+def test_every_claim_is_tested_on_absolute_scores_with_the_ratio_beside_it_and_holm_corrected():
+    findings = recommendations.evaluate_rules(_models(), _defenses(), n_boot=100)
+    keys = {f.key: f for f in findings}
+    for key in ("corruption_vs_adversarial", "clean_vs_corruption", "transformer_vs_cnn", "noise_augmentation"):
+        assert keys[key].metric == "absolute" and keys[f"{key}_ratio"].metric == "ratio"
+    tested = [f for f in findings if not np.isnan(f.p_value)]
+    assert all(f.p_holm >= f.p_value for f in tested)
+    assert max(f.p_holm for f in tested) <= 1
+
+
+def test_a_claim_no_outcome_could_support_is_not_testable_here():
+    # one transformer against seven CNNs: the smallest two-sided exact p is 2/8 = 0.25 > 0.05
+    models = _models()
+    models.loc[models.index[-2], "family"] = "cnn"
+    rule = {f.key: f for f in recommendations.evaluate_rules(models, _defenses(), n_boot=100)}["transformer_vs_cnn"]
+    assert rule.p_min == pytest.approx(0.25) and rule.verdict == "not testable here"
+    assert not np.isnan(rule.estimate)  # the estimate is still reported, with its interval

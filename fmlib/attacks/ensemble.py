@@ -56,19 +56,24 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
     Returns the adversarial images (N, 1, H, W) and a table with one row per image and member that
     ran on it: ``image``, ``member``, ``iou`` (that member's attacked IoU) and ``worst`` (whether it is
     the ensemble's pick for the image). Members skip the images already fully fooled (IoU 0).
+    ``table.attrs["traces"]`` maps each APGD member to its mean-best-IoU curve over its iterations
+    (`fmlib.attacks.apgd.APGD.iou_trace`: is it converged?).
     """
     x, y = check_inputs(images, masks)
     device = model_device(model)
     best = x.clone()
     best_iou = torch.as_tensor(predict_scores(model, x, y)["iou"])
     winner = ["clean"] * len(x)
-    rows = []
+    rows, traces = [], {}
     for name, spec in members(eps, steps=steps, losses=losses, restarts=restarts, pgd_steps=pgd_steps, norm=norm,
                               seed=seed):
         idx = (best_iou > 0).nonzero().flatten()
         if not len(idx):
             break
-        adv = _build(model, name, eps, spec, seed)(x[idx].to(device), y[idx].to(device)).cpu()
+        attacker = _build(model, name, eps, spec, seed)
+        adv = attacker(x[idx].to(device), y[idx].to(device)).cpu()
+        if isinstance(attacker, APGD):
+            traces[name] = list(attacker.iou_trace)
         iou = torch.as_tensor(predict_scores(model, adv, y[idx])["iou"])
         lower = iou < best_iou[idx]
         best[idx[lower]], best_iou[idx[lower]] = adv[lower], iou[lower]
@@ -78,4 +83,5 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
                 winner[i] = name
     table = pd.DataFrame(rows, columns=["image", "member", "iou"])
     table["worst"] = [winner[i] == m for i, m in zip(table.image, table.member)]
+    table.attrs["traces"] = traces
     return best, table

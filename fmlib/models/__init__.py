@@ -8,6 +8,7 @@ logits. Attacks and corruptions therefore act in image-intensity space whatever 
 Every model is built from scratch (random weights; nothing is downloaded).
 """
 
+from .bpda import has_straight_through, straight_through
 from .registry import (
     MODELS,
     ModelSpec,
@@ -23,4 +24,4 @@ from .registry import (
 from . import unet, vgg, resnet_models, transformers  # noqa: E402,F401  isort: skip
 
 __all__ = ["MODELS", "ModelSpec", "Segmenter", "count_flops", "count_parameters", "create_model", "list_models",
-           "zscore"]
+           "zscore", "has_straight_through", "straight_through"]

@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models.vgg import make_layers
 
+from .bpda import unpool
 from .registry import register_model, scaled
 
 VGG16 = (2, 2, 3, 3, 3)          # convolutions per stage
@@ -72,6 +73,7 @@ class SegNet(nn.Module):
             layers[0] = nn.Conv2d(widths[i], layers[0].out_channels, 3, padding=1)
             self.decoder.append(layers)
         self.head = nn.Conv2d(widths[0], classes, 3, padding=1)
+        self.straight_through = False  # BPDA backward pass of the unpooling (fmlib.models.bpda)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         indices, sizes = [], []
@@ -81,7 +83,7 @@ class SegNet(nn.Module):
             x, idx = F.max_pool2d(x, 2, return_indices=True)
             indices.append(idx)
         for block in self.decoder:
-            x = F.max_unpool2d(x, indices.pop(), 2, output_size=sizes.pop())
+            x = unpool(x, indices.pop(), sizes.pop(), straight_through=self.straight_through)
             x = block(x)
         return self.head(x)
 

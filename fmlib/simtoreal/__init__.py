@@ -13,14 +13,26 @@ and plain values:
   (`randomized_candidates`, `candidate_scores`);
 - corruptions and attacks on a few real tiles spread over an image (`spread_tiles`,
   `robustness_tables`);
-- the two verdicts: whether the chosen synthetic-trained model clears the sim-to-real bar on the
-  DSB image (`sim_to_real_bar`, `bar_verdict`) and whether models rank alike on synthetic and real
-  images (`ranking_table`, `rank_agreement`).
+- the verdicts: whether the chosen synthetic-trained model clears the sim-to-real bar on the DSB
+  image (`sim_to_real_bar`, `bar_verdict`); the paper's claim, that models rank alike by
+  robustness on synthetic and real images, for corruptions and attacks on absolute scores with the
+  paper's ratio beside (`robustness_pairs`, `shared_conditions`); and, apart, whether they rank
+  alike by clean IoU, the clean-IoU agreement (`ranking_table`); each a Spearman correlation with a
+  bootstrap CI, a permutation p-value and a verdict (`rank_agreement`, `agreement_table`).
 
 Every table is tidy: one row per tile and model (and source, regime or strength), with the
 per-tile scores of `fmlib.evaluation.prediction_scores`.
 """
 
+from .agreement import (
+    AGREEMENTS,
+    CONDITIONS,
+    HEADLINE,
+    agreement_table,
+    long_pairs,
+    robustness_pairs,
+    shared_conditions,
+)
 from .comparisons import (
     RANDOMIZED_TRAIN_SEED_OFFSET,
     RANDOMIZED_VAL_SEED_OFFSET,
@@ -53,6 +65,13 @@ from .verdicts import (
 )
 
 __all__ = [
+    "AGREEMENTS",
+    "CONDITIONS",
+    "HEADLINE",
+    "agreement_table",
+    "long_pairs",
+    "robustness_pairs",
+    "shared_conditions",
     "object_counts",
     "object_scores",
     "predicted_instances",

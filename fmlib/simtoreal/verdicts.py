@@ -12,6 +12,7 @@ import pandas as pd
 from .._checks import check_int, check_real
 from ..metrics import correlation_ci
 from ..realdata import REAL_TEST_SOURCES, SELECTION_SOURCE
+from ..stats import correlation_p
 from .scores import BASELINE, check_selection_source
 
 #: The verdicts of `rank_agreement` and what each means for the paper's claim.
@@ -131,8 +132,10 @@ def sim_to_real_bar(scores: pd.DataFrame, randomized_scores: pd.DataFrame, *, re
 
 def ranking_table(synthetic_scores: pd.DataFrame, scores: pd.DataFrame, *, models: Iterable[str],
                   sources: Iterable[str] = REAL_TEST_SOURCES, structure: str = "nuclei",
-                  regime: str = "standard") -> pd.DataFrame:
-    """Mean IoU per model on synthetic and on real test images, side by side.
+                  regime: str = "standard", seed: int | None = None) -> pd.DataFrame:
+    """Mean clean IoU per model on synthetic and on real test images, side by side: the input of
+    the clean-IoU agreement (`rank_agreement`), which is not the paper's claim about robustness
+    (`fmlib.simtoreal.robustness_pairs`).
 
     Parameters
     ----------
@@ -143,6 +146,9 @@ def ranking_table(synthetic_scores: pd.DataFrame, scores: pd.DataFrame, *, model
         A `pool_scores` table; its rows of `models` in `regime` on `sources` give the real score.
     models : iterable of str
         The architectures to rank (the baseline and the references are left out).
+    seed : int, optional
+        Keep only the synthetic rows of this training seed (the study seed: the models `scores`
+        scores); all seeds if None.
 
     Returns
     -------
@@ -150,8 +156,13 @@ def ranking_table(synthetic_scores: pd.DataFrame, scores: pd.DataFrame, *, model
         ``synthetic`` and ``real`` mean IoU, indexed by model; models missing from either table
         are dropped.
     """
-    synthetic = (synthetic_scores[(synthetic_scores.structure == structure) & (synthetic_scores.regime == regime)]
-                 .groupby("model").iou.mean())
+    rows = synthetic_scores[(synthetic_scores.structure == structure) & (synthetic_scores.regime == regime)]
+    if seed is not None:
+        seed = check_int("seed", seed)
+        if "seed" not in rows.columns:
+            raise ValueError(f"synthetic_scores: no 'seed' column to keep seed {seed}; has {list(rows.columns)}")
+        rows = rows[rows.seed == seed]
+    synthetic = rows.groupby("model").iou.mean()
     real = (scores[(scores.regime == regime) & scores.method.isin(list(models)) & scores.source.isin(list(sources))]
             .groupby("method").iou.mean())
     return pd.DataFrame({"synthetic": synthetic, "real": real}).dropna()
@@ -160,13 +171,16 @@ def ranking_table(synthetic_scores: pd.DataFrame, scores: pd.DataFrame, *, model
 @dataclass(frozen=True)
 class RankAgreement:
     """Spearman correlation of two rankings with its bootstrap CI, and the verdict on the claim
-    that rankings on synthetic images carry over to real ones (a key of `RANK_MEANINGS`)."""
+    that rankings on synthetic images carry over to real ones (a key of `RANK_MEANINGS`); ``p`` is
+    the two-sided permutation p-value of the correlation (`fmlib.stats.correlation_p`), NaN when
+    not testable."""
 
     r: float
     low: float
     high: float
     verdict: str
     n: int
+    p: float = math.nan
 
     @property
     def meaning(self) -> str:
@@ -178,9 +192,10 @@ def rank_agreement(paired: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -
     """Do the models rank alike on synthetic and on real images?
 
     The Spearman correlation of ``paired.synthetic`` and ``paired.real`` (a `ranking_table`), with a
-    bootstrap CI over models (`fmlib.metrics.correlation_ci`). The claim is ``"supported"`` when the
+    bootstrap CI over models (`fmlib.metrics.correlation_ci`) and a two-sided permutation p-value
+    (`fmlib.stats.correlation_p`, exact up to eight models). The claim is ``"supported"`` when the
     CI lies above zero, ``"contradicted"`` below it, else ``"inconclusive"``; ``"not testable"``
-    (correlation NaN) with fewer than three models or when either column is constant.
+    (correlation and p NaN) with fewer than three models or when either column is constant.
 
     Examples
     --------
@@ -190,8 +205,9 @@ def rank_agreement(paired: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -
     check_int("n_boot", n_boot, low=1)
     if len(paired) >= 3 and paired.synthetic.nunique() > 1 and paired.real.nunique() > 1:
         r, low, high = correlation_ci(paired.synthetic, paired.real, method="spearman", n_boot=n_boot, seed=seed)
+        p = correlation_p(paired.synthetic, paired.real, alternative="two-sided", seed=seed)
         verdict = "supported" if low > 0 else ("contradicted" if high < 0 else "inconclusive")
     else:
-        r = low = high = math.nan
+        r = low = high = p = math.nan
         verdict = "not testable"
-    return RankAgreement(float(r), float(low), float(high), verdict, len(paired))
+    return RankAgreement(float(r), float(low), float(high), verdict, len(paired), float(p))

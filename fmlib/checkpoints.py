@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .cache import content_key
+from .domain import PhysicsRanges, randomized_dataset
 from .inference import resolve_device
 from .models import create_model
 from .paths import cache_dir
@@ -29,7 +30,12 @@ VALIDATION_SEED_OFFSET = 100_000
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The synthetic training and validation data of a model (validation scenes differ from training)."""
+    """The synthetic training and validation data of a model (validation scenes differ from training).
+
+    With ``randomization`` 0 every image is one acquisition at `snr` (the paper's protocol); above 0
+    each image's acquisition physics (SNR, background, autofluorescence, defocus, pixel size) is drawn
+    from `fmlib.domain.PhysicsRanges` shrunk to that strength (`fmlib.domain.randomized_dataset`),
+    and `snr` is unused."""
 
     structure: str
     n_train: int
@@ -37,13 +43,17 @@ class DataSpec:
     size: int = 128
     snr: float = 8.0
     seed: int = 0
+    randomization: float = 0.0
 
     def make(self):
         """The (training, validation) synthesis Datasets."""
-        train = make_dataset(self.structure, self.n_train, self.size, snr=self.snr, seed=self.seed)
-        val = make_dataset(self.structure, self.n_val, self.size, snr=self.snr,
-                           seed=self.seed + VALIDATION_SEED_OFFSET)
-        return train, val
+        seeds = (self.seed, self.seed + VALIDATION_SEED_OFFSET)
+        if self.randomization > 0:
+            ranges = PhysicsRanges().scaled(self.randomization)
+            return tuple(randomized_dataset(self.structure, n, self.size, seed=s, ranges=ranges)
+                         for n, s in zip((self.n_train, self.n_val), seeds))
+        return tuple(make_dataset(self.structure, n, self.size, snr=self.snr, seed=s)
+                     for n, s in zip((self.n_train, self.n_val), seeds))
 
 
 def training_key(model_name: str, width: float, data: DataSpec, config: TrainConfig) -> str:

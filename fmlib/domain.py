@@ -6,8 +6,9 @@ sim-to-real work does (Tobin et al. 2017), asks the model for what holds across 
 object, rather than for one acquisition's look. Every image keeps its exact ground truth; only the
 physics of `fmlib.synthesis.make_dataset` varies.
 
-Models trained on randomized data are trained with `fmlib.training.fit` where they are used (the
-sim-to-real experiments of `fmlib.simtoreal`), not through the checkpoint cache.
+The study's models train on randomized acquisitions when the profile's ``training_randomization``
+is above zero (`fmlib.checkpoints.DataSpec`); the sim-to-real experiments of `fmlib.simtoreal` also
+train the best architecture at several strengths.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._checks import check_int, check_range, check_real
-from .realdata import normalize
+from .display import normalize
 from .synthesis import STRUCTURES, Dataset, make_dataset
 
 #: Physics drawn log-uniformly (they act multiplicatively); the others are drawn uniformly.
@@ -114,7 +115,7 @@ def randomized_dataset(structure: str, n: int, size: int = 128, *, seed: int = 0
     -------
     fmlib.synthesis.Dataset
         As from `make_dataset`, but each image is mapped to [0, 1] like a real image
-        (`fmlib.realdata.normalize`: percentiles to fixed levels) rather than with the simulator's
+        (`fmlib.display.normalize`: percentiles to fixed levels) rather than with the simulator's
         fixed display range, which would clip images whose background rivals the signal;
         ``metadata[i]["physics"]`` holds image ``i``'s drawn physics and
         ``params["randomized"]`` the ranges (so ``params["physics"]`` lacks the drawn ones, and
@@ -148,7 +149,7 @@ def randomized_dataset(structure: str, n: int, size: int = 128, *, seed: int = 0
         # order of the signal.
         image, clipped = normalize(part.raw[0])
         part.images[0] = image
-        part.metadata[0].update(physics=physics, clipped_fraction=clipped, display="fmlib.realdata.normalize")
+        part.metadata[0].update(physics=physics, clipped_fraction=clipped, display="fmlib.display.normalize")
         parts.append(part)
     labels = None if parts[0].labels is None else np.concatenate([p.labels for p in parts])
     drawn = set(parts[0].metadata[0]["physics"])

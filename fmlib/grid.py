@@ -75,8 +75,10 @@ def train_config(cfg, regime: str, seed: int | None = None) -> TrainConfig:
 
 
 def data_spec(cfg, structure: str) -> DataSpec:
-    """The training and validation data of `structure` under `cfg`: clean images at SNR 8."""
-    return DataSpec(structure, n_train=cfg.n_train, n_val=cfg.n_val, size=cfg.image_size, snr=8.0, seed=cfg.seed)
+    """The training and validation data of `structure` under `cfg`: clean images at SNR 8, or
+    acquisitions randomized at ``cfg.training_randomization`` (`fmlib.checkpoints.DataSpec`)."""
+    return DataSpec(structure, n_train=cfg.n_train, n_val=cfg.n_val, size=cfg.image_size, snr=8.0, seed=cfg.seed,
+                    randomization=float(cfg.get("training_randomization", 0.0)))
 
 
 def test_set(cfg, structure: str, snr: float = 8.0):

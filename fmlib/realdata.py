@@ -20,12 +20,11 @@ from skimage.segmentation import clear_border
 from skimage.transform import rescale as _rescale
 
 from ._checks import check_int, check_real
+from .display import normalize
 from .instances import split_touching
 from .paths import data_dir
 from .synthesis import STRUCTURES, estimate_snr, make_dataset
 
-LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.8
-LOW_LEVEL, HIGH_LEVEL = 0.1, 0.9
 #: The real nuclei sources of `nuclei_tiles` that only measure (test), and the one that chooses
 #: models, strengths and the real-data reference's training images (never scored as a test).
 REAL_TEST_SOURCES = ("dsb2018", "bbbc007_test")
@@ -99,14 +98,6 @@ class RealImage:
         """Who labelled this image (`LABELLING`)."""
         return labelling(self.source)
 
-
-def normalize(raw: np.ndarray) -> tuple[np.ndarray, float]:
-    """Percentile normalization of a real image (module docstring); returns (image, clipped fraction)."""
-    raw = np.asarray(raw, dtype=np.float64)
-    lo, hi = np.percentile(raw, [LOW_PERCENTILE, HIGH_PERCENTILE])
-    scaled = LOW_LEVEL + (HIGH_LEVEL - LOW_LEVEL) * (raw - lo) / max(hi - lo, 1e-12)
-    clipped = float(((scaled < 0) | (scaled > 1)).mean())
-    return np.clip(scaled, 0, 1).astype(np.float32), clipped
 
 
 def _load(name: str, image_path: Path, labels_path: Path, source: str) -> RealImage:

@@ -16,10 +16,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fmlib"
 #: Lowest first. A package (synthesis, models, corruptions, assay) is in the layer of its name.
 LAYERS = [
     ("base", {"_checks", "metrics", "stats", "instances", "inference", "synthesis", "models", "corruptions", "attacks",
-              "plotting"}),
+              "plotting", "display", "domain"}),
     ("store", {"paths", "cache"}),
     ("training", {"training", "checkpoints"}),
-    ("analysis", {"evaluation", "resolution", "realdata", "realism", "domain", "simtoreal", "recommendations",
+    ("analysis", {"evaluation", "resolution", "realdata", "realism", "simtoreal", "recommendations",
                   "strength", "rankings"}),
     ("configuration", {"profiles"}),
     ("grid", {"grid", "executors"}),

@@ -144,7 +144,7 @@ def test_assess_cli_reports_a_torchscript_model_among_the_references(built_book,
                      "--name", "lab_unet", "--root", str(site)]) == 0
     html = (out / "report.html").read_text()
     text = re.sub(r"<[^>]+>", " ", html)
-    assert re.search(r"lab_unet ranks \d+ of 3 for corruption robustness", text)
+    assert re.search(r"lab_unet ranks \d+ of 3 for corrupted IoU", text)
     assert "clean IoU" in text and "corruption robustness" in text and "<img" in html
     assert "Traceback" not in text and "assay of lab_unet" not in text  # no progress bars or errors
     assert cli.main(["assess", "--model", str(tmp_path / "nope.pt"), "--structure", "nuclei", "--profile", "smoke",

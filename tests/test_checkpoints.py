@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -28,3 +29,27 @@ def test_the_training_key_follows_every_input():
     assert key != training_key("sim_unet", 0.5, spec, config)
     assert key != training_key("sim_unet", 1.0, DataSpec("nuclei", n_train=5, n_val=2, size=64), config)
     assert key != training_key("sim_unet", 1.0, spec, config.replace(seed=1))
+
+
+def test_randomized_training_data_draw_each_acquisition_and_key_apart():
+    from fmlib.checkpoints import DataSpec, training_key
+    from fmlib.training import TrainConfig
+
+    single, randomized = DataSpec("nuclei", 3, 2, 64), DataSpec("nuclei", 3, 2, 64, randomization=0.5)
+    (train, _), (rtrain, rval) = single.make(), randomized.make()
+    assert "physics" not in train.metadata[0]
+    snrs = {m["physics"]["snr"] for m in rtrain.metadata}
+    assert len(snrs) == 3 and all(4.0 - 1e-9 <= s <= 16.0 + 1e-9 for s in snrs)  # 2-20 shrunk halfway to 8
+    assert np.array_equal(rtrain.images, randomized.make()[0].images)  # the same spec, the same bytes
+    assert not np.array_equal(rtrain.images[0], rval.images[0])        # validation scenes differ
+    config = TrainConfig()
+    assert training_key("unet3", 0.5, single, config) != training_key("unet3", 0.5, randomized, config)
+
+
+def test_the_study_parameter_sets_the_training_randomization():
+    from fmlib import grid, profiles
+
+    assert grid.data_spec(profiles.resolve("smoke"), "nuclei").randomization == 0.0
+    assert grid.data_spec(profiles.resolve("smoke", training_randomization=0.5), "er").randomization == 0.5
+    with pytest.raises(ValueError, match="training_randomization"):
+        profiles.resolve("smoke", training_randomization=1.5)

@@ -49,7 +49,7 @@ def test_randomized_training_data_draw_each_acquisition_and_key_apart():
 def test_the_study_parameter_sets_the_training_randomization():
     from fmlib import grid, profiles
 
-    assert grid.data_spec(profiles.resolve("smoke"), "nuclei").randomization == 0.0
-    assert grid.data_spec(profiles.resolve("smoke", training_randomization=0.5), "er").randomization == 0.5
+    assert grid.data_spec(profiles.resolve("smoke"), "nuclei").randomization == 0.5  # the study's default
+    assert grid.data_spec(profiles.resolve("smoke", training_randomization=0.0), "er").randomization == 0.0
     with pytest.raises(ValueError, match="training_randomization"):
         profiles.resolve("smoke", training_randomization=1.5)

@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_int
+from .metrics import bootstrap_ci
+from .stats import holm, paired_permutation_p
 
 _LEVELS = ("model", "seed", "image")
 
@@ -202,3 +204,22 @@ def run_scores(corruption: pd.DataFrame, robust: pd.DataFrame, *, exclude: Seque
             .agg(clean_iou=("clean_iou", "mean"), corrupted_iou=("iou", "mean"), corruption_ratio=("ratio", "mean")))
     adv = robust.groupby(keys).agg(robust_iou=("iou", "mean"), robust_ratio=("robustness", "mean"))
     return corr.join(adv, how="inner").reset_index()
+
+
+def paired_changes(runs: pd.DataFrame, metrics: Sequence[str], regimes: Sequence[str], *, reference: str = "standard",
+                   n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """What each regime of `regimes` changes against `reference` training, per metric of `metrics`:
+    the mean over the (structure, model, seed) pairs trained both ways (`run_scores` rows) of regime
+    minus reference, its bootstrap CI, a two-sided sign-flip permutation p and the Holm-adjusted p
+    over the whole table. One row per regime and metric: ``regime``, ``key`` (the metric), ``change``,
+    ``ci_low``, ``ci_high``, ``p``, ``pairs``, ``p_holm``."""
+    pivot = runs.pivot_table(index=["structure", "model", "seed"], columns="regime", values=list(metrics))
+    rows = []
+    for regime in regimes:
+        for metric in metrics:
+            diff = (pivot[(metric, regime)] - pivot[(metric, reference)]).dropna().to_numpy()
+            est, lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+            rows.append({"regime": regime, "key": metric, "change": est, "ci_low": lo, "ci_high": hi,
+                         "p": paired_permutation_p(diff, alternative="two-sided", seed=seed), "pairs": len(diff)})
+    table = pd.DataFrame(rows)
+    return table.assign(p_holm=holm(table.p))

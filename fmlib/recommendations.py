@@ -48,6 +48,7 @@ class Finding:
     recommendation: str
     p_holm: float = NAN
     verdict: str = "not testable here"
+    claimed_sign: int = 1  # +1: the claim is that the statistic is above zero; -1: below zero
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,7 +78,7 @@ def _mean_change(key, claim, statistic, diffs, recommendation, n_boot, seed, pos
     p = paired_permutation_p(diffs, alternative="two-sided", seed=seed)
     return Finding(key, claim, metric, statistic + ("" if positive else " (the claim: below zero)"), est, lo, hi,
                    len(diffs), "sign-flip permutation, two-sided", p, smallest_attainable_p("paired", len(diffs)),
-                   recommendation)
+                   recommendation, claimed_sign=1 if positive else -1)
 
 
 def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed, metric="absolute") -> Finding:
@@ -98,12 +99,13 @@ def judge(findings: list[Finding], *, alpha: float = ALPHA) -> list[Finding]:
     adjusted = holm([f.p_value for f in findings])
     for f, p in zip(findings, adjusted):
         f.p_holm = float(p)
-        negative = "(the claim: below zero)" in f.statistic
+        # the CI on the claimed scale: above zero supports the claim, below zero contradicts it
+        low, high = (f.low, f.high) if f.claimed_sign > 0 else (-f.high, -f.low)
         if np.isnan(f.p_value) or f.p_min > alpha:
             f.verdict = "not testable here"
-        elif p <= alpha and ((f.high < 0) if negative else (f.low > 0)):
+        elif p <= alpha and low > 0:
             f.verdict = "supported"
-        elif p <= alpha and ((f.low > 0) if negative else (f.high < 0)):
+        elif p <= alpha and high < 0:
             f.verdict = "contradicted"
         else:
             f.verdict = "inconclusive"

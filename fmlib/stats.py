@@ -132,13 +132,19 @@ def hierarchical_ci(table: pd.DataFrame, value: str, *, seed_col: str = "seed", 
     return estimate, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
 
 
+#: Up to how many relabellings a test enumerates them all (above, it draws random ones): every sign
+#: pattern of up to 16 paired differences, every pairing of up to 8 correlated pairs.
+EXACT_SIGN_FLIPS = 2 ** 16
+EXACT_PAIRINGS = math.factorial(8)
+
+
 def _resamples(n_exact: int, limit: int, n_resamples: int):
     """Every relabelling when there are at most `limit` of them, else `n_resamples` random ones."""
     return np.inf if n_exact <= limit else n_resamples
 
 
 def paired_permutation_p(differences, *, alternative: str = "greater", n_resamples: int = 9999, seed: int = 0,
-                         exact_limit: int = 2 ** 16) -> float:
+                         exact_limit: int = EXACT_SIGN_FLIPS) -> float:
     """p-value of the mean of paired `differences` (regime minus standard, per model and seed) under
     sign flips: exact (all 2^n flips) when there are at most `exact_limit` of them, else
     `n_resamples` random flips drawn from `seed` (`scipy.stats.permutation_test`).
@@ -159,7 +165,7 @@ def paired_permutation_p(differences, *, alternative: str = "greater", n_resampl
 
 
 def correlation_p(x, y, *, alternative: str = "greater", n_resamples: int = 9999, seed: int = 0,
-                  exact_limit: int = 40320) -> float:
+                  exact_limit: int = EXACT_PAIRINGS) -> float:
     """Permutation p-value of Spearman's correlation of `x` and `y`: exact (all n! pairings) for up
     to `exact_limit` of them (n <= 8), else `n_resamples` random pairings drawn from `seed`."""
     check_choice("alternative", alternative, ALTERNATIVES)
@@ -191,4 +197,4 @@ def smallest_attainable_p(kind: str, *sizes: int, alternative: str = "two-sided"
         return smallest_p(*sizes, alternative=alternative)
     count = 2 ** sizes[0] if kind == "paired" else math.factorial(sizes[0])
     floor = 1 / (n_resamples + 1)
-    return max(factor / count, floor if count > (2 ** 16 if kind == "paired" else 40320) else 0.0)
+    return max(factor / count, floor if count > (EXACT_SIGN_FLIPS if kind == "paired" else EXACT_PAIRINGS) else 0.0)

@@ -83,3 +83,17 @@ def test_robust_scores_per_budget_and_over_budgets():
     a = per_eps[per_eps.model == "a"].sort_values("eps_255").robust_iou.to_numpy()
     assert (np.diff(a) < 0).all()
     assert {"robust_ratio", "robust_iou_low", "robust_iou_rank_high"} <= set(overall.columns)
+
+
+def test_paired_changes_pair_each_run_with_its_standard_twin():
+    rng = np.random.default_rng(0)
+    rows = [dict(structure="nuclei", model=f"m{m}", seed=s, regime=r, clean_iou=0.8 + rng.normal(0, 0.01) +
+                 (0.05 if r == "noise" else 0.0))
+            for m in range(6) for s in (0, 1) for r in ("standard", "noise", "adversarial")]
+    changes = rankings.paired_changes(pd.DataFrame(rows), ["clean_iou"], ["noise", "adversarial"], n_boot=200)
+    by = changes.set_index("regime")
+    assert list(changes.columns) == ["regime", "key", "change", "ci_low", "ci_high", "p", "pairs", "p_holm"]
+    assert (by.pairs == 12).all()
+    assert by.loc["noise", "change"] == pytest.approx(0.05, abs=0.01) and by.loc["noise", "ci_low"] > 0
+    assert by.loc["noise", "p"] < 0.01 and (changes.p_holm >= changes.p).all()
+    assert by.loc["adversarial", "ci_low"] < 0 < by.loc["adversarial", "ci_high"]

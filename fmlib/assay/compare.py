@@ -18,17 +18,21 @@ from .assess import AssayResult, headline_attack
 
 
 def reference_tables(profile: str, structure: str, root: str | Path | None = None) -> dict[str, pd.DataFrame]:
-    """The study's tables of the reference models (standard training) for `structure`: ``clean``,
-    ``corruption`` and ``adversarial``, read from ``results/<profile>/`` of the study at `root`; for
-    nuclei also ``real`` (their per-tile scores on the real test images), when the real-image notebook
-    has written it."""
+    """The study's tables of the reference models (standard training, first seed) for `structure`:
+    ``clean``, ``corruption`` and ``adversarial``, read from ``results/<profile>/`` of the study at
+    `root`; also ``robust`` (the attack ensemble's worst case, from the adversarial notebook) when the
+    run wrote it, and for nuclei ``real`` (their per-tile scores on the real test images), when the
+    real-image notebook has written it."""
     folder = (Path(root) if root is not None else find_root()) / "results" / profile
     files = {"clean": "03_training_test_scores.csv", "corruption": "04_corruption.csv.gz",
-             "adversarial": "05_adversarial.csv"}
+             "adversarial": "05_adversarial.csv", "robust": "05_robust.csv"}
+    optional = {"robust"}
     tables = {}
     for key, file in files.items():
         path = folder / file
         if not path.exists():
+            if key in optional:
+                continue
             raise FileNotFoundError(f"reference: {path} is missing; run the study first "
                                     f"(fmrobust run --profile {profile})")
         table = pd.read_csv(path)
@@ -43,7 +47,6 @@ def reference_tables(profile: str, structure: str, root: str | Path | None = Non
         tables[key] = table.reset_index(drop=True)
     real = folder / "07_real_scores.csv"
     if structure == "nuclei" and real.exists():
-
         table = pd.read_csv(real)
         models = set(tables["clean"].model)
         table = table[(table.regime == "standard") & table.method.isin(models) & table.source.isin(REAL_TEST_SOURCES)]
@@ -59,24 +62,36 @@ def _check_aligned(result: AssayResult, reference: dict) -> None:
 
 
 def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Your model among the reference models, ranked on absolute scores: clean IoU, corrupted IoU and
-    attacked IoU (the attack of `result.summary`), and for nuclei the IoU on the real test images, each
-    with its rank (1 = best) and a 95 % bootstrap interval of the rank (test images or real tiles
-    resampled jointly for all models); the paper's ratios (``corruption_robustness``,
-    ``adversarial_robustness``) stay beside them, with ranks of their own. Sorted by corrupted IoU."""
+    """Your model among the reference models, ranked on absolute scores: clean IoU, corrupted IoU
+    (over the corruptions that act, `AssayResult.cancelled` left out as in the study), attacked IoU
+    (the attack of `result.summary`), the robust IoU under the attack ensemble (where both your assay
+    and the reference run have it), and for nuclei the IoU on the real test images. Each comes with
+    its rank (1 = best) and a 95 % bootstrap interval of the rank (test images or real tiles resampled
+    jointly for all models). The paper's ratios (``corruption_robustness``, ``adversarial_robustness``)
+    stay beside them as secondary columns, with ranks of their own. Sorted by corrupted IoU."""
     _check_aligned(result, reference)
     clean = pd.concat([reference["clean"], result.clean], ignore_index=True)
     corruption = pd.concat([reference["corruption"], result.corruption], ignore_index=True)
+    corruption = corruption[~corruption.corruption.isin(result.cancelled)]
     adversarial = pd.concat([reference["adversarial"], result.adversarial], ignore_index=True)
     attack = headline_attack(adversarial)
     table = robustness_summary(corruption, adversarial, attack=attack, by=("model",))
     adv = adversarial[adversarial.attack == attack]
-    ratios = (("corruption_ratio", with_robustness(corruption), "robustness"), ("adversarial_ratio", adv, "robustness"))
-    for label, frame, value in (("clean", clean, "iou"), ("corruption", corruption, "iou"), ("adversarial", adv, "iou"),
-                                *ratios):
+    scores = [("clean", clean, "iou"), ("corruption", corruption, "iou"), ("adversarial", adv, "iou")]
+    if result.robust is not None and "robust" in reference:
+        ours, theirs = sorted(result.robust.eps_255.unique()), sorted(reference["robust"].eps_255.unique())
+        if ours != theirs:
+            raise ValueError(f"reference: its attack ensemble ran at eps_255 {theirs}, the assay at {ours}; use the "
+                             f"profile (and overrides) of the reference run")
+        scores.append(("robust", pd.concat([reference["robust"], result.robust], ignore_index=True), "iou"))
+    scores += [("corruption_ratio", with_robustness(corruption), "robustness"),
+               ("adversarial_ratio", adv, "robustness")]
+    for label, frame, value in scores:
         ranks = bootstrap_ranks(frame, value, n_boot=n_boot, seed=seed)
-        table = table.merge(ranks.rename(columns={c: f"{label}_{c}" for c in ranks.columns if c != "model"}),
-                            on="model")
+        if label == "robust":
+            ranks = ranks.rename(columns={"mean": "robust_iou"})
+        table = table.merge(ranks.rename(columns={c: f"{label}_{c}" for c in ranks.columns
+                                                  if c not in ("model", "robust_iou")}), on="model")
     if result.real is not None and "real" in reference:
         real = pd.concat([reference["real"], result.real], ignore_index=True)  # tile names start with the source
         ranks = bootstrap_ranks(real, "iou", unit="tile", n_boot=n_boot, seed=seed)
@@ -88,45 +103,65 @@ def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: i
     return table.sort_values("corrupted_iou", ascending=False).reset_index(drop=True)
 
 
+ADVICE = {  # metric: (text when your model is above the median reference, text when below)
+    "clean_iou": ("Your model segments clean images better than the median reference model.",
+                  "Your model is less accurate on clean images than the median reference: check its "
+                  "training before its robustness."),
+    "corrupted_iou": ("Your model segments corrupted images better than the median reference model.",
+                      "Your model segments corrupted images worse than the median reference: train with noise "
+                      "augmentation and check the worst corruptions below."),
+    "attacked_iou": ("Your model keeps more IoU under the attack than the median reference model.",
+                     "Your model keeps less IoU under the attack than the median reference: use adversarial "
+                     "training if inputs may be manipulated."),
+    "robust_iou": ("Your model keeps more IoU under the attack ensemble than the median reference model; check "
+                   "its attack diagnostics before calling it robust.",
+                   "Your model keeps less IoU under the attack ensemble than the median reference: use "
+                   "adversarial training if inputs may be manipulated."),
+    "real_iou": ("Your model segments the real nuclei images better than the median reference model (all "
+                 "trained on synthetic images only).",
+                 "Your model segments the real nuclei images worse than the median reference model: the study "
+                 "finds that training on randomized acquisitions (fmlib.domain) and adversarial training both "
+                 "help on real images."),
+    "corruption_robustness": ("Your model keeps a larger share of its own clean IoU under corruptions (the paper's "
+                              "ratio; a low clean IoU raises it, so read it after the absolute scores).",
+                              "Your model keeps a smaller share of its own clean IoU under corruptions (the "
+                              "paper's ratio; secondary to the absolute scores)."),
+    "adversarial_robustness": ("Your model keeps a larger share of its own clean IoU under the attack (the paper's "
+                               "ratio; secondary to the absolute scores).",
+                               "Your model keeps a smaller share of its own clean IoU under the attack (the "
+                               "paper's ratio; secondary to the absolute scores)."),
+}
+
+
 def findings(result: AssayResult, comparison: pd.DataFrame, *, n_boot: int = 2000,
              seed: int = 0) -> pd.DataFrame:
-    """The book's recommendations applied to your model: for clean accuracy, corruption robustness,
-    adversarial robustness and (nuclei) real-image IoU, your model's mean with a 95 % bootstrap
-    interval over test images (or real tiles) against the median reference model. Verdict: *above* or
-    *below* the median (the interval excludes it) or
-    *comparable*; each with what to do about it."""
+    """The book's recommendations applied to your model. Absolute scores first: clean IoU, corrupted
+    IoU, attacked IoU, robust IoU under the attack ensemble (when assessed) and for nuclei the IoU on
+    the real images; then the paper's two ratios, marked ``secondary``. Each row gives your model's
+    mean with a 95 % bootstrap interval over test images (or real tiles) against the median reference
+    model. Verdict: *above* or *below* the median (the interval excludes it) or *comparable*; each
+    with what to do about it."""
     refs = comparison[~comparison.yours]
     adv = result.adversarial[result.adversarial.attack == headline_attack(result.adversarial)]
+    acting = result.acting
     per_image = {"clean_iou": result.clean.set_index("image").iou,
-                 "corruption_robustness": with_robustness(result.corruption).groupby("image").robustness.mean(),
-                 "adversarial_robustness": adv.groupby("image").robustness.mean()}
-    advice = {
-        "clean_iou": ("Your model segments clean images better than the median reference model.",
-                      "Your model is less accurate on clean images than the median reference: check its "
-                      "training before its robustness."),
-        "corruption_robustness": ("Your model keeps more of its accuracy under corruptions than the median "
-                                  "reference model.",
-                                  "Your model loses more accuracy under corruptions than the median reference: "
-                                  "train with noise augmentation and check the worst corruptions below."),
-        "adversarial_robustness": ("Your model resists attacks better than the median reference model.",
-                                   "Your model is more vulnerable to attacks than the median reference: use "
-                                   "adversarial training if inputs may be manipulated."),
-        "real_iou": ("Your model segments the real nuclei images better than the median reference model (all "
-                     "trained on synthetic images only).",
-                     "Your model segments the real nuclei images worse than the median reference model: the study "
-                     "finds that training on randomized acquisitions (fmlib.domain) and adversarial training both "
-                     "help on real images."),
-    }
+                 "corrupted_iou": acting.groupby("image").iou.mean(),
+                 "attacked_iou": adv.groupby("image").iou.mean()}
+    if result.robust is not None and "robust_iou" in comparison:
+        per_image["robust_iou"] = result.robust.groupby("image").iou.mean()
     if result.real is not None and "real_iou" in comparison:
         per_image["real_iou"] = result.real.iou
+    per_image["corruption_robustness"] = with_robustness(acting).groupby("image").robustness.mean()
+    per_image["adversarial_robustness"] = adv.groupby("image").robustness.mean()
     rows = []
     for metric, values in per_image.items():
         est, lo, hi = bootstrap_ci(values.to_numpy(), n_boot=n_boot, seed=seed)
         median = float(refs[metric].median())
         verdict = "above" if lo > median else ("below" if hi < median else "comparable")
-        text = advice[metric][0] if verdict == "above" else (
-            advice[metric][1] if verdict == "below" else "Your model is within the reference models' middle range.")
-        rows.append({"metric": metric, "yours": est, "ci_low": lo, "ci_high": hi, "reference_median": median,
+        text = ADVICE[metric][0] if verdict == "above" else (
+            ADVICE[metric][1] if verdict == "below" else "Your model is within the reference models' middle range.")
+        rows.append({"metric": metric, "kind": "secondary (ratio)" if metric.endswith("_robustness") else "absolute",
+                     "yours": est, "ci_low": lo, "ci_high": hi, "reference_median": median,
                      "reference_best": float(refs[metric].max()), "verdict": verdict, "recommendation": text})
     return pd.DataFrame(rows)
 

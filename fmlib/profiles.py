@@ -185,7 +185,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_examples=2, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,
         n_seeds=2, seed_structures=["nuclei"], ensemble_steps=5, ensemble_restarts=1, transfer_surrogate="unet3",
         ensemble_eps_255=[8, 32],
-        reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.75,
+        reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
     "standard": dict(
         seed=0, image_size=128, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
@@ -197,7 +197,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=4, attack_steps=10,
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=50, ensemble_restarts=1, transfer_surrogate="unet",
         ensemble_eps_255=[2, 8, 32],
-        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.75,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
     "paper": dict(
         seed=0, image_size=256, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
@@ -209,7 +209,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_examples=4, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=100, attack_steps=10,
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=300, ensemble_restarts=2, transfer_surrogate="unet",
         ensemble_eps_255=list(_PAPER_EPS_255),
-        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.75,
+        reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
 }
 

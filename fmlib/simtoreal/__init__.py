@@ -14,7 +14,9 @@ and plain values:
 - corruptions and attacks on a few real tiles spread over an image (`spread_tiles`,
   `robustness_tables`);
 - the verdicts: whether the chosen synthetic-trained model clears the sim-to-real bar on the DSB
-  image (`sim_to_real_bar`, `bar_verdict`); the paper's claim, that models rank alike by
+  image (`sim_to_real_bar`, `bar_verdict`); the targets on expert labels, the median architecture
+  above Otsu + watershed and the best at the bar, with CIs that resample seeds then nuclei
+  (`pixel_counts`, `sim_to_real_targets`); the paper's claim, that models rank alike by
   robustness on synthetic and real images, for corruptions and attacks on absolute scores with the
   paper's ratio beside (`robustness_pairs`, `shared_conditions`); and, apart, whether they rank
   alike by clean IoU, the clean-IoU agreement (`ranking_table`); each a Spearman correlation with a
@@ -52,6 +54,7 @@ from .scores import (
     robustness_tables,
     source_scores,
 )
+from .targets import TARGETS, cell_counts, nucleus_cells, pixel_counts, sim_to_real_targets
 from .tiles import as_tiles, spread_indices, spread_tiles, tile_subset, validation_split
 from .verdicts import (
     RANK_MEANINGS,
@@ -83,6 +86,11 @@ __all__ = [
     "RANK_MEANINGS",
     "RankAgreement",
     "SimToRealBar",
+    "TARGETS",
+    "cell_counts",
+    "nucleus_cells",
+    "pixel_counts",
+    "sim_to_real_targets",
     "as_tiles",
     "bar_candidates",
     "bar_verdict",

@@ -136,13 +136,19 @@ def test_the_assay_ranks_on_the_ensembles_robust_iou_without_the_cancelled_corru
                  "robust": result.robust.assign(model="copy", iou=result.robust.iou / 2)}
     table = assay.compare(result, reference, n_boot=50).set_index("model")
     assert table.loc["mine", "robust_iou"] == pytest.approx(robust.iou.mean())
-    if robust.iou.mean() > 0:
-        assert table.loc["mine", "robust_rank"] == 1 and table.loc["copy", "robust_rank"] == 2
+    assert robust.iou.mean() > 0  # so that halving it ranks the copy last
+    assert table.loc["mine", "robust_rank"] == 1 and table.loc["copy", "robust_rank"] == 2
     advice = assay.findings(result, table.reset_index(), n_boot=50).set_index("metric")
     assert list(advice.index[:4]) == ["clean_iou", "corrupted_iou", "attacked_iou", "robust_iou"]
     assert set(advice.loc[advice.kind != "absolute"].index) == {"corruption_robustness", "adversarial_robustness"}
     with pytest.raises(ValueError, match="eps_255"):
         assay.compare(result, {**reference, "robust": reference["robust"].assign(eps_255=32.0)}, n_boot=20)
+    with pytest.raises(ValueError, match="other images"):
+        assay.compare(result, {**reference, "robust": reference["robust"].assign(image=7)}, n_boot=20)
+    # A reference model without an ensemble run stays in the table, without a robust rank.
+    other = {k: pd.concat([v, v.assign(model="other")]) for k, v in reference.items() if k != "robust"}
+    partial = assay.compare(result, {**other, "robust": reference["robust"]}, n_boot=20).set_index("model")
+    assert "other" in partial.index and pd.isna(partial.loc["other", "robust_rank"])
 
     without = assay.assess(unet, "er", "smoke", name="mine", ensemble=False, progress=False, **light)
     assert without.robust is None and pd.isna(without.summary.robust_iou.iloc[0])

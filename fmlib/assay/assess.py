@@ -120,6 +120,9 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
     adversarial = pd.concat(adversarial, ignore_index=True).assign(**tags)
     cancelled = [c for c in cancelled_corruptions(test.images, seed=cfg.seed) if c in cfg.corruptions]
     acting = corruption[~corruption.corruption.isin(cancelled)]
+    if acting.empty:
+        raise ValueError(f"corruptions: every one of {list(cfg.corruptions)} is cancelled by the study's z-score "
+                         f"({cancelled}); add a corruption that acts (fmlib.corruptions.CORRUPTIONS)")
     summary = robustness_summary(acting, adversarial, attack=headline_attack(adversarial), by=("structure", "model"))
     summary.insert(summary.columns.get_loc("corruption_robustness"), "corrupted_iou", acting.iou.mean())
     summary["robust_iou"] = robust.iou.mean() if robust is not None else float("nan")

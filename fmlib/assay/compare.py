@@ -83,15 +83,20 @@ def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: i
         if ours != theirs:
             raise ValueError(f"reference: its attack ensemble ran at eps_255 {theirs}, the assay at {ours}; use the "
                              f"profile (and overrides) of the reference run")
+        attacked = set(result.robust.image)
+        if any(set(images) != attacked for _, images in reference["robust"].groupby("model").image):
+            raise ValueError(f"reference: its attack ensemble attacked other images than the assay's "
+                             f"{sorted(attacked)}; use the profile (and overrides) of the reference run")
         scores.append(("robust", pd.concat([reference["robust"], result.robust], ignore_index=True), "iou"))
     scores += [("corruption_ratio", with_robustness(corruption), "robustness"),
                ("adversarial_ratio", adv, "robustness")]
     for label, frame, value in scores:
         ranks = bootstrap_ranks(frame, value, n_boot=n_boot, seed=seed)
-        if label == "robust":
+        if label == "robust":  # a reference model without an ensemble run keeps its row, without a robust rank
             ranks = ranks.rename(columns={"mean": "robust_iou"})
         table = table.merge(ranks.rename(columns={c: f"{label}_{c}" for c in ranks.columns
-                                                  if c not in ("model", "robust_iou")}), on="model")
+                                                  if c not in ("model", "robust_iou")}), on="model",
+                            how="left" if label == "robust" else "inner")
     if result.real is not None and "real" in reference:
         real = pd.concat([reference["real"], result.real], ignore_index=True)  # tile names start with the source
         ranks = bootstrap_ranks(real, "iou", unit="tile", n_boot=n_boot, seed=seed)
@@ -113,8 +118,9 @@ ADVICE = {  # metric: (text when your model is above the median reference, text 
     "attacked_iou": ("Your model keeps more IoU under the attack than the median reference model.",
                      "Your model keeps less IoU under the attack than the median reference: use adversarial "
                      "training if inputs may be manipulated."),
-    "robust_iou": ("Your model keeps more IoU under the attack ensemble than the median reference model; check "
-                   "its attack diagnostics before calling it robust.",
+    "robust_iou": ("Your model keeps more IoU under the attack ensemble than the median reference model; before "
+                   "calling it robust, check that its APGD runs converged and that FGSM did not beat the iterative "
+                   "attacks (the ensemble table's converged and member columns).",
                    "Your model keeps less IoU under the attack ensemble than the median reference: use "
                    "adversarial training if inputs may be manipulated."),
     "real_iou": ("Your model segments the real nuclei images better than the median reference model (all "

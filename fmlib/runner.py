@@ -215,6 +215,9 @@ def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | N
         for step in bar:
             name = step["name"]
             bar.set_postfix_str(name)
+            # Keyed again now, not when the run began: a notebook or module edited while earlier
+            # notebooks ran is recorded with the key of the source that actually executes.
+            step = plan(profile, root, overrides, [name])[0]
             if step["up_to_date"] and not force:
                 entry = manifest["notebooks"].get(name, {})
                 entry.update({"status": "cached", "key": step["key"], "parameters": step["parameters"]})

@@ -104,6 +104,21 @@ def test_a_change_upstream_re_executes_only_the_notebooks_that_read_it(tmp_path,
     assert all(s["up_to_date"] for s in runner.plan("smoke", tmp_path, {"seed": 5}))
 
 
+def test_a_notebook_edited_while_the_run_is_under_way_records_the_key_of_what_it_executed(tmp_path, monkeypatch):
+    # The first notebook edits the second one's source while it runs, as a developer may during a
+    # long run: the second must record the key of the edited source, so it is up to date afterwards.
+    second = tmp_path / "notebooks" / "02_second.ipynb"
+    _chain(tmp_path, monkeypatch, {
+        "01_editor": f"import nbformat\nnb = nbformat.read({str(second)!r}, as_version=4)\n"
+                     "nb.cells.append(nbformat.v4.new_markdown_cell('edited'))\n"
+                     f"nbformat.write(nb, {str(second)!r})",
+        "02_second": "y = 2"})
+    manifest = runner.run("smoke", root=tmp_path, progress=False)
+    assert manifest["notebooks"]["02_second"]["key"] == runner.notebook_key(second, {"profile": "smoke"})
+    assert "edited" in (tmp_path / "book" / "notebooks" / "02_second.ipynb").read_text()
+    assert all(s["up_to_date"] for s in runner.plan("smoke", tmp_path))
+
+
 def test_the_key_ignores_the_parameters_cell_whose_values_papermill_replaces(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),

@@ -27,12 +27,18 @@ def source_scores(model: torch.nn.Module, tiles: Mapping[str, Tiles], sources: I
                      ignore_index=True)
 
 
+def baseline_foreground(tiles: Tiles) -> np.ndarray:
+    """The foreground (N, H, W) bool of the Otsu + watershed baseline (`fmlib.realdata.otsu_watershed`)
+    on each tile."""
+    return np.stack([otsu_watershed(image) > 0 for image in tiles.images])
+
+
 def baseline_scores(tiles: Mapping[str, Tiles], sources: Iterable[str]) -> pd.DataFrame:
-    """Per-tile scores of the Otsu + watershed baseline (`fmlib.realdata.otsu_watershed`) on each of
-    `sources`, with ``method`` `BASELINE`, ``regime`` `BASELINE_REGIME` and ``source``."""
+    """Per-tile scores of the Otsu + watershed baseline (`baseline_foreground`) on each of `sources`,
+    with ``method`` `BASELINE`, ``regime`` `BASELINE_REGIME` and ``source``."""
     rows = []
     for source in sources:
-        predictions = np.stack([otsu_watershed(image) > 0 for image in tiles[source].images])
+        predictions = baseline_foreground(tiles[source])
         rows.append(prediction_scores(predictions, tiles[source]).assign(method=BASELINE, regime=BASELINE_REGIME,
                                                                           source=source))
     return pd.concat(rows, ignore_index=True)

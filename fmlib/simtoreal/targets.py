@@ -28,8 +28,8 @@ from skimage.segmentation import expand_labels
 
 from .._checks import check_int, check_real
 from ..inference import predict
-from ..realdata import Tiles, otsu_watershed
-from .scores import BASELINE
+from ..realdata import Tiles
+from .scores import BASELINE, baseline_foreground
 
 #: The two targets of `sim_to_real_targets`, in order.
 TARGETS = ("median model above the baseline", "best model reaches the bar")
@@ -92,17 +92,17 @@ def pixel_counts(models: Iterable[tuple[str, int, torch.nn.Module]], tiles: Tile
     for name, seed, model in models:
         frames.append(cell_counts(predict(model, tiles.images), tiles).assign(method=name, seed=int(seed)))
     if baseline:
-        found = np.stack([otsu_watershed(image) > 0 for image in tiles.images])
-        frames.append(cell_counts(found, tiles).assign(method=BASELINE, seed=-1))
+        frames.append(cell_counts(baseline_foreground(tiles), tiles).assign(method=BASELINE, seed=-1))
     if not frames:
         raise ValueError("models: expected at least one model or the baseline")
     return pd.concat(frames, ignore_index=True)[["method", "seed", "tile", "cell", "intersection", "union"]]
 
 
-def _verdict(low: float, high: float, margin: float) -> str:
-    if low >= margin:
+def _verdict(low: float, high: float) -> str:
+    """The verdict on a margin's CI: at or above zero, below zero, or spanning it."""
+    if low >= 0:
         return "met"
-    if high < margin:
+    if high < 0:
         return "not met"
     return "inconclusive: the CI spans the target"
 
@@ -171,9 +171,9 @@ def sim_to_real_targets(counts: pd.DataFrame, *, models: Sequence[str], best: st
         {"target": TARGETS[0], "subject": f"median of {len(models)} architectures", "estimate": point[0],
          "ci_low": median_ci[0], "ci_high": median_ci[1], "reference": point[1], "reference_ci_low": base_ci[0],
          "reference_ci_high": base_ci[1], "margin": point[0] - point[1], "margin_ci_low": median_margin[0],
-         "margin_ci_high": median_margin[1], "verdict": _verdict(*median_margin, 0.0), **common},
+         "margin_ci_high": median_margin[1], "verdict": _verdict(*median_margin), **common},
         {"target": TARGETS[1], "subject": best, "estimate": point[2], "ci_low": best_ci[0], "ci_high": best_ci[1],
          "reference": bar_iou, "reference_ci_low": np.nan, "reference_ci_high": np.nan, "margin": point[2] - bar_iou,
-         "margin_ci_low": best_margin[0], "margin_ci_high": best_margin[1], "verdict": _verdict(*best_margin, 0.0),
+         "margin_ci_low": best_margin[0], "margin_ci_high": best_margin[1], "verdict": _verdict(*best_margin),
          **common},
     ])

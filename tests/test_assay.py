@@ -143,6 +143,8 @@ def test_the_assay_ranks_on_the_ensembles_robust_iou_without_the_cancelled_corru
     assert set(advice.loc[advice.kind != "absolute"].index) == {"corruption_robustness", "adversarial_robustness"}
     with pytest.raises(ValueError, match="eps_255"):
         assay.compare(result, {**reference, "robust": reference["robust"].assign(eps_255=32.0)}, n_boot=20)
+    with pytest.raises(ValueError, match="ensemble_steps=300"):  # a stronger reference ensemble is not comparable
+        assay.compare(result, {**reference, "parameters": {**result.parameters, "ensemble_steps": 300}}, n_boot=20)
     with pytest.raises(ValueError, match="other images"):
         assay.compare(result, {**reference, "robust": reference["robust"].assign(image=7)}, n_boot=20)
     # A reference model without an ensemble run stays in the table, without a robust rank.

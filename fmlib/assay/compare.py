@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +22,9 @@ def reference_tables(profile: str, structure: str, root: str | Path | None = Non
     """The study's tables of the reference models (standard training, first seed) for `structure`:
     ``clean``, ``corruption`` and ``adversarial``, read from ``results/<profile>/`` of the study at
     `root`; also ``robust`` (the attack ensemble's worst case, from the adversarial notebook) when the
-    run wrote it, and for nuclei ``real`` (their per-tile scores on the real test images), when the
-    real-image notebook has written it."""
+    run wrote it, for nuclei ``real`` (their per-tile scores on the real test images), when the
+    real-image notebook has written it, and ``parameters`` (a dict: the run's parameters, from its
+    manifest), against which `compare` checks the assay's attack iterations."""
     folder = (Path(root) if root is not None else find_root()) / "results" / profile
     files = {"clean": "03_training_test_scores.csv", "corruption": "04_corruption.csv.gz",
              "adversarial": "05_adversarial.csv", "robust": "05_robust.csv"}
@@ -45,6 +47,9 @@ def reference_tables(profile: str, structure: str, root: str | Path | None = Non
             raise ValueError(f"reference: {path} has no {structure!r} rows; expected one of "
                              f"{sorted(pd.read_csv(path).structure.unique())}")
         tables[key] = table.reset_index(drop=True)
+    manifest = folder / "manifest.json"
+    if manifest.exists():  # the attack budgets that the tables cannot show (iterations, restarts)
+        tables["parameters"] = json.loads(manifest.read_text())["parameters"]
     real = folder / "07_real_scores.csv"
     if structure == "nuclei" and real.exists():
         table = pd.read_csv(real)
@@ -54,11 +59,22 @@ def reference_tables(profile: str, structure: str, root: str | Path | None = Non
     return tables
 
 
+#: Attack parameters that no reference table shows but that change its scores: the assay must use the
+#: reference run's values (read from its manifest) to be ranked against it.
+_ATTACK_BUDGET = ("attack_steps", "ensemble_steps", "ensemble_restarts")
+
+
 def _check_aligned(result: AssayResult, reference: dict) -> None:
     n_ref = reference["clean"].groupby("model").image.nunique().min()
     if n_ref != result.clean.image.nunique():
         raise ValueError(f"reference: its models were tested on {n_ref} images, the assay on "
                          f"{result.clean.image.nunique()}; use the profile (and overrides) of the reference run")
+    theirs = reference.get("parameters", {})
+    ensemble = result.robust is not None and "robust" in reference
+    for name in _ATTACK_BUDGET if ensemble else _ATTACK_BUDGET[:1]:
+        if name in theirs and name in result.parameters and theirs[name] != result.parameters[name]:
+            raise ValueError(f"reference: its attacks ran with {name}={theirs[name]}, the assay with "
+                             f"{result.parameters[name]}; use the profile (and overrides) of the reference run")
 
 
 def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:

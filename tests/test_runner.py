@@ -177,9 +177,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="#18 changed the cache key (one content hash over every module a result depends on) and "
-                          "moved every notebook's imports; #19 and #20 re-run the standard study: the re-run after "
-                          "the last of them restores this test", strict=False)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

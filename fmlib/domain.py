@@ -47,7 +47,13 @@ class PhysicsRanges:
     autofluorescence_ratio : (float, float)
         Smooth autofluorescence, per foreground signal electron (uniform); default 0.05.
     defocus_um : (float, float)
-        Defocus of the focal plane, in µm (uniform); default 0.
+        Defocus of the focal plane, in µm (uniform); the simulator's default is 0. Up to 6 µm (3 µm
+        at the study's strength 0.5): the depth of field of the nuclei objective (20x/0.75 air,
+        about lambda / NA^2 = 0.8 µm) is a fraction of a 3-6 µm thick nucleus and of the focus
+        drift across a plate, so real widefield nuclei are rarely sharp. The realism report of the
+        standard run of commit 3e171eb found every real source poorer in high spatial frequencies
+        than the simulator, with the 0-1 µm range of before; the wider range was chosen on the
+        selection source (`fmlib.realdata.SELECTION_SOURCE`), not on a test image (issue #20).
     pixel_size_scale : (float, float)
         Pixel size as a multiple of the structure's default (log-uniform): objects at 1/scale
         times their default size in pixels.
@@ -56,7 +62,7 @@ class PhysicsRanges:
     snr: tuple[float, float] = (2.0, 20.0)
     background_ratio: tuple[float, float] = (0.05, 2.0)
     autofluorescence_ratio: tuple[float, float] = (0.0, 0.5)
-    defocus_um: tuple[float, float] = (0.0, 2.0)
+    defocus_um: tuple[float, float] = (0.0, 6.0)
     pixel_size_scale: tuple[float, float] = (0.7, 1.6)
 
     def __post_init__(self):

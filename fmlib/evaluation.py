@@ -18,7 +18,7 @@ from .corruptions import CORRUPTIONS, corrupt
 from .inference import as_batch, batches, predict, predict_scores
 from .metrics import adversarial_score, robustness_ratio, segmentation_scores
 from .models import has_straight_through, straight_through
-from .strength import converged
+from .strength import converged, tail_drop
 from .synthesis import Dataset
 
 #: The attacks that run ``cfg.attack_steps`` iterations (the others fix their own: FGSM one step,
@@ -70,7 +70,9 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     paper's ratio), ``member`` (the attack that found the worst case, ``"clean"`` if none lowered the
     IoU), ``paper_attacks_iou`` (the worst case of FGSM, I-FGSM and PGD alone) and ``converged``
     (whether every APGD run's IoU curve had flattened, `fmlib.strength.converged`; true where the
-    images were all fooled before APGD ran).
+    images were all fooled before APGD ran) with ``tail_drop``, the most that any of those runs'
+    mean IoU still fell over its last quarter of iterations (`fmlib.strength.tail_drop`; 0 where the
+    images were all fooled): how far from converged the robust IoU is.
 
     A model with a straight-through backward pass (SegNet's unpooling, `fmlib.models.bpda`) is
     attacked twice, with its own gradients and with the BPDA ones, and keeps the worse of the two per
@@ -86,14 +88,16 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
             images = np.arange(len(x))[part]
             worst = members[members.worst].set_index("image").member
             paper = members[members.member.isin(BASELINE_MEMBERS)].groupby("image").iou.min()  # own gradients
-            done = all(converged(t) or t[-1] == 0 for t in members.attrs["traces"].values())
+            unfooled = [t for t in members.attrs["traces"].values() if t[-1] != 0]
+            done = all(converged(t) for t in unfooled)
+            still_falling = max((tail_drop(t) for t in unfooled), default=0.0)
             frames.append(pd.DataFrame({
                 "image": images, "attack": "ensemble", "eps": level / 255, "eps_255": float(level),
                 "iou": scores["iou"], "dice": scores["dice"], "clean_iou": clean["iou"][part],
                 "robustness": robustness_ratio(scores["iou"], clean["iou"][part]),
                 "member": [worst.get(k, "clean") for k in range(len(images))],
                 "paper_attacks_iou": [paper.get(k, clean["iou"][part][k]) for k in range(len(images))],
-                "converged": done}))
+                "converged": done, "tail_drop": still_falling}))
     return pd.concat(frames, ignore_index=True)
 
 

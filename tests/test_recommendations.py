@@ -36,12 +36,13 @@ def _by_key(findings):
 
 
 def test_verdicts_follow_the_sign_of_the_confidence_interval():
-    found = _by_key(recommendations.evaluate_rules(_models(slope=1.0), _defenses(noise_gain=0.05), n_boot=300))
+    found = _by_key(recommendations.evaluate_rules(_models(slope=1.0), _defenses(n=12, noise_gain=0.05), n_boot=300))
     assert found["corruption_vs_adversarial"].verdict == "supported"
     assert found["noise_augmentation"].verdict == "supported"
     assert found["adversarial_training"].verdict == "supported"
     assert found["noise_augmentation"].estimate == pytest.approx(0.05, abs=0.01)
-    found = _by_key(recommendations.evaluate_rules(_models(slope=-1.0), _defenses(noise_gain=-0.05), n_boot=300))
+    found = _by_key(recommendations.evaluate_rules(_models(slope=-1.0), _defenses(n=12, noise_gain=-0.05),
+                                                   n_boot=300))
     assert found["corruption_vs_adversarial"].verdict == "contradicted"
     assert found["noise_augmentation"].verdict == "contradicted"
     few = _by_key(recommendations.evaluate_rules(_models(n=3), _defenses(n=3), n_boot=100))
@@ -132,8 +133,20 @@ def test_a_claim_no_outcome_could_support_is_not_testable_here():
 
 
 def test_a_claimed_decrease_is_supported_by_an_interval_below_zero():
-    defenses = _defenses()
+    defenses = _defenses(n=12)  # enough architectures for a p that survives the Holm correction
     defenses.loc[defenses.regime == "adversarial", "clean_iou"] -= 0.05  # adversarial training costs accuracy
     cost = {f.key: f for f in recommendations.evaluate_rules(_models(), defenses, n_boot=200)}[
         "adversarial_training_cost"]
     assert cost.claimed_sign == -1 and cost.high < 0 and cost.verdict == "supported"
+
+
+def test_defense_rules_count_architectures_not_training_seeds():
+    # two seeds of each of 8 architectures: 8 paired differences, each the mean over the seeds
+    defenses = _defenses(n=8)
+    found = _by_key(recommendations.evaluate_rules(_models(), defenses, n_boot=100))
+    assert found["noise_augmentation"].n == 8
+    wide = defenses.pivot_table(index=["model", "seed"], columns="regime", values="corrupted_iou")
+    per_model = (wide["noise"] - wide["standard"]).groupby(level="model").mean()
+    assert found["noise_augmentation"].estimate == pytest.approx(per_model.mean())
+    # 8 architectures give a sign-flip p of at least 2 / 2**8, so the test says what it can reach
+    assert found["noise_augmentation"].p_min == pytest.approx(2 / 2**8)

@@ -40,3 +40,13 @@ def test_budgets_in_units_of_the_images_noise_and_std():
     assert clean.below_noise.tolist() == [True, True, False, False]
     assert (noisy.eps_over_noise < clean.eps_over_noise).all() and noisy.below_noise.all()
     assert (np.diff(clean.eps_over_std) > 0).all()
+
+
+def test_tail_drop_measures_how_far_a_trace_still_falls():
+    # a flat tail: nothing left to gain; a straight fall: a quarter of its span in the last quarter
+    assert strength.tail_drop([0.9, 0.5, 0.3, 0.3, 0.3]) == 0.0
+    assert strength.tail_drop([0.9, 0.8, 0.7, 0.6, 0.5]) == pytest.approx(0.1)
+    assert np.isnan(strength.tail_drop([0.5]))
+    # converged is the tail drop within the tolerance
+    trace = [0.9, 0.8, 0.7, 0.6, 0.59]
+    assert strength.converged(trace) == (strength.tail_drop(trace) <= 0.01)

@@ -208,18 +208,24 @@ def run_scores(corruption: pd.DataFrame, robust: pd.DataFrame, *, exclude: Seque
 
 def paired_changes(runs: pd.DataFrame, metrics: Sequence[str], regimes: Sequence[str], *, reference: str = "standard",
                    n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """What each regime of `regimes` changes against `reference` training, per metric of `metrics`:
-    the mean over the (structure, model, seed) pairs trained both ways (`run_scores` rows) of regime
-    minus reference, its bootstrap CI, a two-sided sign-flip permutation p and the Holm-adjusted p
-    over the whole table. One row per regime and metric: ``regime``, ``key`` (the metric), ``change``,
-    ``ci_low``, ``ci_high``, ``p``, ``pairs``, ``p_holm``."""
+    """What each regime of `regimes` changes against `reference` training, per metric of `metrics`.
+
+    Each run (`run_scores` rows) is paired with its `reference` twin of the same structure, model and
+    seed; the differences are averaged over the seeds of each (structure, model), so that the unit of
+    the mean, of its bootstrap CI, of the two-sided sign-flip permutation p and of the Holm-adjusted p
+    over the whole table is the architecture (per structure), not the training run: seeds of one
+    architecture are not independent samples of a claim about training regimes. One row per regime
+    and metric: ``regime``, ``key`` (the metric), ``change``, ``ci_low``, ``ci_high``, ``p``,
+    ``pairs`` (architecture-structure units), ``runs`` (seed pairs behind them), ``p_holm``."""
     pivot = runs.pivot_table(index=["structure", "model", "seed"], columns="regime", values=list(metrics))
     rows = []
     for regime in regimes:
         for metric in metrics:
-            diff = (pivot[(metric, regime)] - pivot[(metric, reference)]).dropna().to_numpy()
+            paired = (pivot[(metric, regime)] - pivot[(metric, reference)]).dropna()
+            diff = paired.groupby(level=["structure", "model"]).mean().to_numpy()
             est, lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
             rows.append({"regime": regime, "key": metric, "change": est, "ci_low": lo, "ci_high": hi,
-                         "p": paired_permutation_p(diff, alternative="two-sided", seed=seed), "pairs": len(diff)})
+                         "p": paired_permutation_p(diff, alternative="two-sided", seed=seed), "pairs": len(diff),
+                         "runs": len(paired)})
     table = pd.DataFrame(rows)
     return table.assign(p_holm=holm(table.p))

@@ -89,11 +89,12 @@ def test_paired_changes_pair_each_run_with_its_standard_twin():
     rng = np.random.default_rng(0)
     rows = [dict(structure="nuclei", model=f"m{m}", seed=s, regime=r, clean_iou=0.8 + rng.normal(0, 0.01) +
                  (0.05 if r == "noise" else 0.0))
-            for m in range(6) for s in (0, 1) for r in ("standard", "noise", "adversarial")]
+            for m in range(10) for s in (0, 1) for r in ("standard", "noise", "adversarial")]
     changes = rankings.paired_changes(pd.DataFrame(rows), ["clean_iou"], ["noise", "adversarial"], n_boot=200)
     by = changes.set_index("regime")
-    assert list(changes.columns) == ["regime", "key", "change", "ci_low", "ci_high", "p", "pairs", "p_holm"]
-    assert (by.pairs == 12).all()
+    assert list(changes.columns) == ["regime", "key", "change", "ci_low", "ci_high", "p", "pairs", "runs", "p_holm"]
+    # two seeds per architecture: 20 paired runs, averaged into 10 architectures, the unit of the test
+    assert (by.pairs == 10).all() and (by.runs == 20).all()
     assert by.loc["noise", "change"] == pytest.approx(0.05, abs=0.01) and by.loc["noise", "ci_low"] > 0
     assert by.loc["noise", "p"] < 0.01 and (changes.p_holm >= changes.p).all()
     assert by.loc["adversarial", "ci_low"] < 0 < by.loc["adversarial", "ci_high"]

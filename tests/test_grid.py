@@ -128,6 +128,8 @@ def test_a_robust_evaluation_is_the_ensembles_worst_case_with_its_evidence(train
     assert (table.iou <= table.clean_iou + 1e-9).all()
     assert table.converged.dtype == bool and set(table.member) <= {"clean", "fgsm", "ifgsm", "pgd", "apgd-bce",
                                                                    "apgd-jaccard", "apgd-segpgd"}
+    # how far APGD still fell at the end: non-negative up to rounding, and within the tolerance where converged
+    assert (table.tail_drop >= -1e-9).all() and (table.tail_drop[table.converged] <= 0.01 + 1e-9).all()
 
 
 def test_an_attack_evaluation_runs_the_grids_attacks_and_the_noise_baseline(trained):

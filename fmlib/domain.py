@@ -51,7 +51,7 @@ class PhysicsRanges:
         at the study's strength 0.5): the depth of field of the nuclei objective (20x/0.75 air,
         about lambda / NA^2 = 0.8 µm) is a fraction of a 3-6 µm thick nucleus and of the focus
         drift across a plate, so real widefield nuclei are rarely sharp. The realism report of the
-        standard run of commit 3e171eb found every real source poorer in high spatial frequencies
+        standard run of commit d673727 found every real source poorer in high spatial frequencies
         than the simulator, with the 0-1 µm range of before; the wider range was chosen on the
         selection source (`fmlib.realdata.SELECTION_SOURCE`), not on a test image (issue #20).
     pixel_size_scale : (float, float)

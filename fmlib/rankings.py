@@ -206,26 +206,43 @@ def run_scores(corruption: pd.DataFrame, robust: pd.DataFrame, *, exclude: Seque
     return corr.join(adv, how="inner").reset_index()
 
 
+def seed_averaged_changes(table: pd.DataFrame, regime: str, reference: str = "standard") -> tuple[np.ndarray, int]:
+    """`regime` minus `reference` per architecture, from `table`: one metric, one row per training run
+    (index levels such as ``structure``, ``model`` and ``seed``), one column per regime.
+
+    Each run is paired with its `reference` twin (the same index), and the differences are averaged
+    over the ``seed`` level: the training seeds of one architecture are not independent samples of a
+    claim about training regimes, so the unit of a test or a CI on these changes is the architecture
+    (per structure), not the run. Returns the changes and the number of seed pairs behind them; both
+    empty where either regime was not run.
+    """
+    if regime not in table or reference not in table:
+        return np.zeros(0), 0
+    paired = (table[regime] - table[reference]).dropna()
+    units = [name for name in paired.index.names if name != "seed"]
+    if "seed" in paired.index.names and units:
+        return paired.groupby(level=units).mean().to_numpy(), len(paired)
+    return paired.to_numpy(), len(paired)
+
+
 def paired_changes(runs: pd.DataFrame, metrics: Sequence[str], regimes: Sequence[str], *, reference: str = "standard",
                    n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """What each regime of `regimes` changes against `reference` training, per metric of `metrics`.
 
-    Each run (`run_scores` rows) is paired with its `reference` twin of the same structure, model and
-    seed; the differences are averaged over the seeds of each (structure, model), so that the unit of
-    the mean, of its bootstrap CI, of the two-sided sign-flip permutation p and of the Holm-adjusted p
-    over the whole table is the architecture (per structure), not the training run: seeds of one
-    architecture are not independent samples of a claim about training regimes. One row per regime
-    and metric: ``regime``, ``key`` (the metric), ``change``, ``ci_low``, ``ci_high``, ``p``,
-    ``pairs`` (architecture-structure units), ``runs`` (seed pairs behind them), ``p_holm``."""
+    The changes are `seed_averaged_changes` of the `run_scores` rows: each run paired with its
+    `reference` twin of the same structure, model and seed, averaged over seeds, so that the mean, its
+    bootstrap CI, the two-sided sign-flip permutation p and the Holm-adjusted p over the whole table
+    count architectures (per structure), not training runs. One row per regime and metric:
+    ``regime``, ``key`` (the metric), ``change``, ``ci_low``, ``ci_high``, ``p``, ``pairs``
+    (architecture-structure units), ``runs`` (seed pairs behind them), ``p_holm``."""
     pivot = runs.pivot_table(index=["structure", "model", "seed"], columns="regime", values=list(metrics))
     rows = []
     for regime in regimes:
         for metric in metrics:
-            paired = (pivot[(metric, regime)] - pivot[(metric, reference)]).dropna()
-            diff = paired.groupby(level=["structure", "model"]).mean().to_numpy()
+            diff, n_runs = seed_averaged_changes(pivot[metric], regime, reference)
             est, lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
             rows.append({"regime": regime, "key": metric, "change": est, "ci_low": lo, "ci_high": hi,
                          "p": paired_permutation_p(diff, alternative="two-sided", seed=seed), "pairs": len(diff),
-                         "runs": len(paired)})
+                         "runs": n_runs})
     table = pd.DataFrame(rows)
     return table.assign(p_holm=holm(table.p))

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import bootstrap_ci, correlation_ci
+from .rankings import seed_averaged_changes
 from .realdata import REAL_TEST_SOURCES, SELECTION_SOURCE
 from .stats import correlation_p, holm, paired_permutation_p, permutation_p, smallest_attainable_p
 
@@ -177,16 +178,8 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_sco
     pivot = defenses.pivot_table(index=keys, columns="regime", values=[c for c in (
         "clean_iou", "corrupted_iou", "robust_iou", "corruption_ratio", "robust_ratio") if c in defenses])
 
-    units = [k for k in ("structure", "model") if k in keys]
-
-    def change(metric, regime):
-        if metric not in pivot or regime not in pivot[metric] or "standard" not in pivot[metric]:
-            return []
-        diff = pivot[metric][regime] - pivot[metric]["standard"]
-        # The training seeds of one architecture are not independent samples of the claim, which is
-        # about architectures: average them first, so that the test and the CI count architectures
-        # (per structure), not seeds.
-        return (diff.groupby(level=units).mean() if units else diff).dropna().to_numpy()
+    def change(metric, regime):  # per architecture, the seeds averaged (`seed_averaged_changes`)
+        return seed_averaged_changes(pivot[metric], regime)[0] if metric in pivot else []
 
     paired = "against standard training, per architecture and structure (mean over its training seeds)"
     findings += [

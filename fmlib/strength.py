@@ -37,7 +37,7 @@ def tail_drop(trace: Sequence[float], *, tail: float = 0.25) -> float:
     iterations again would still take off an attack that has not converged (0 when flat; NaN for a
     trace of fewer than two points).
 
-    >>> tail_drop([0.9, 0.6, 0.5, 0.45, 0.44])
+    >>> round(tail_drop([0.9, 0.6, 0.5, 0.45, 0.44]), 3)
     0.01
     """
     trace = np.asarray(trace, dtype=float)
@@ -45,7 +45,7 @@ def tail_drop(trace: Sequence[float], *, tail: float = 0.25) -> float:
     if len(trace) < 2:
         return float("nan")
     start = trace[min(len(trace) - 1, int(np.floor((1 - tail) * (len(trace) - 1))))]
-    return round(float(start - trace[-1]), 12)
+    return float(start - trace[-1])
 
 
 def converged(trace: Sequence[float], *, tail: float = 0.25, tol: float = 0.01) -> bool:

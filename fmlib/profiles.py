@@ -187,7 +187,7 @@ PROFILES: dict[str, dict[str, object]] = {
         ensemble_eps_255=[8, 32],
         reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
-    # The standard profile fits one 2-core sitting (1 h 25 min measured at commit d673727): 110 models
+    # The standard profile fits one 2-core sitting (2 h 45 min measured at commit c25e959): 110 models
     # (3 seeds of every model and regime on nuclei) and their evaluations. To fit it cuts pixels and
     # image counts from the 128 px profile before (96 px; 48 training, 16 test, 3 attacked images; the
     # ensemble at 2 budgets), never seeds or attack iterations (issue #19). The ensemble runs 100

@@ -177,9 +177,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="issues #19 and #20: the standard re-run with the wider defocus randomization and the "
-                          "architecture-level defense statistics is in progress; the committed book is from commit "
-                          "d673727 until it lands", strict=False)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

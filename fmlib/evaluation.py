@@ -165,12 +165,13 @@ def with_robustness(corruption: pd.DataFrame) -> pd.DataFrame:
 
 def robustness_summary(corruption: pd.DataFrame, adversarial: pd.DataFrame, attack: str = "pgd",
                        by: tuple[str, ...] = ("structure", "model", "regime")) -> pd.DataFrame:
-    """Per model (and structure, regime): clean IoU, corruption robustness (mean corrupted/clean IoU
-    over corruptions, severities and images) and the adversarial score of `attack`, side by side."""
+    """Per model (and structure, regime): clean IoU, corruption robustness (the paper's ratio: mean
+    corrupted IoU over corruptions, severities and images, over the mean clean IoU,
+    `fmlib.metrics.ratio_of_means`) and the adversarial score of `attack`, side by side."""
     keys = [k for k in by if k in corruption.columns]
-    corr = (corruption.assign(r=robustness_ratio(corruption.iou, corruption.clean_iou))
-            .groupby(keys, sort=False).agg(clean_iou=("clean_iou", "mean"), corruption_robustness=("r", "mean"))
+    corr = (corruption.groupby(keys, sort=False).agg(clean_iou=("clean_iou", "mean"), iou=("iou", "mean"))
             .reset_index())
+    corr["corruption_robustness"] = robustness_ratio(corr.pop("iou"), corr.clean_iou)  # the ratio of the means
     adv = adversarial_score(adversarial[adversarial.attack == attack], by=keys).rename(
         columns={"score": "adversarial_robustness", "mean_iou": "adversarial_iou"})
     return corr.merge(adv, on=keys)

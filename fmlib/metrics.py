@@ -86,6 +86,23 @@ def robustness_ratio(degraded_iou, clean_iou):
     return degraded_iou / np.maximum(clean_iou, SMOOTH)
 
 
+def ratio_of_means(degraded_iou, clean_iou, axis=None):
+    """The paper's ratio (degraded / clean IoU) as the ratio of the two mean IoUs over `axis`: what
+    the study reports. The mean of per-image ratios (`relative_robustness`, as the paper's code
+    computes it) is unbounded where a clean IoU is near zero, so one such image can outweigh a whole
+    test set; the ratio of means stays within the range of the scores. A mean clean IoU below 1e-5
+    counts as 1e-5, as in `robustness_ratio`.
+
+    Examples
+    --------
+    >>> round(float(ratio_of_means([0.05, 0.8], [0.001, 0.9])), 3)  # the mean per-image ratio: 25.4
+    0.943
+    """
+    degraded_iou = np.asarray(degraded_iou, dtype=np.float64)
+    clean_iou = np.asarray(clean_iou, dtype=np.float64)
+    return degraded_iou.mean(axis=axis) / np.maximum(clean_iou.mean(axis=axis), SMOOTH)
+
+
 def relative_robustness(degraded_iou, clean_iou) -> float:
     """The paper's robustness: per-image ``IoU(degraded) / IoU(clean)``, averaged over images."""
     degraded_iou = np.asarray(degraded_iou, dtype=np.float64)
@@ -96,14 +113,16 @@ def relative_robustness(degraded_iou, clean_iou) -> float:
 
 
 def adversarial_score(table, by: list[str]) -> pd.DataFrame:
-    """The paper's adversarial robustness score: the relative robustness averaged over the budgets.
+    """The paper's adversarial robustness score: its ratio of attacked to clean IoU at each budget
+    (`ratio_of_means` over the images), averaged over the budgets.
 
     `table` is tidy, one row per image and budget, with columns ``eps``, ``iou`` and ``clean_iou``
     (as `fmlib.attacks.evaluate_attack` returns) plus the grouping columns `by`.
     Returns one row per group with ``score`` and ``mean_iou``.
     """
-    per_eps = (table.assign(ratio=robustness_ratio(table.iou, table.clean_iou))
-               .groupby([*by, "eps"], sort=False).agg(ratio=("ratio", "mean"), iou=("iou", "mean")).reset_index())
+    per_eps = (table.groupby([*by, "eps"], sort=False).agg(iou=("iou", "mean"), clean=("clean_iou", "mean"))
+               .reset_index())
+    per_eps["ratio"] = per_eps.iou / np.maximum(per_eps.clean, SMOOTH)  # the ratio of the two means
     return per_eps.groupby(by, sort=False).agg(score=("ratio", "mean"), mean_iou=("iou", "mean")).reset_index()
 
 
@@ -160,23 +179,32 @@ def bootstrap_scores(table, value: str, by: list[str], *, unit: str = "image", n
 
 
 def bootstrap_ranks(table, value: str, *, model_col: str = "model", unit: str = "image", higher_is_better: bool = True,
-                    n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+                    over: str | None = None, n_boot: int = 2000, confidence: float = 0.95,
+                    seed: int = 0) -> pd.DataFrame:
     """Rank of each model by the mean of `value`, with a bootstrap CI: the units (images) are resampled
-    jointly for all models, so the ranks of one resample are consistent. Rank 1 is the best."""
+    jointly for all models, so the ranks of one resample are consistent. Rank 1 is the best. With
+    `over` (a column such as ``clean_iou``), the score is the ratio of the means of `value` and `over`
+    (`ratio_of_means`: the paper's ratio), and ``mean`` holds that ratio."""
     wide = table.pivot_table(index=unit, columns=model_col, values=value, aggfunc="mean").dropna()
     if wide.empty:
         raise ValueError(f"table: no {unit} has a {value} for every model")
     data = wide.to_numpy()
+    base = (table.pivot_table(index=unit, columns=model_col, values=over, aggfunc="mean")
+            .reindex(index=wide.index, columns=wide.columns).to_numpy() if over is not None else None)
     sign = -1 if higher_is_better else 1
 
-    def ranks(matrix):
-        order = np.argsort(np.argsort(sign * matrix.mean(axis=0), kind="stable"), kind="stable")
+    def score(rows):
+        return data[rows].mean(axis=0) if base is None else ratio_of_means(data[rows], base[rows], axis=0)
+
+    def ranks(rows):
+        order = np.argsort(np.argsort(sign * score(rows), kind="stable"), kind="stable")
         return order + 1
 
     rng = np.random.default_rng(seed)
-    boots = np.array([ranks(data[rng.integers(0, len(data), len(data))]) for _ in range(n_boot)])
+    every = np.arange(len(data))
+    boots = np.array([ranks(rng.integers(0, len(data), len(data))) for _ in range(n_boot)])
     alpha = (1 - confidence) / 2
-    return pd.DataFrame({model_col: wide.columns, "mean": data.mean(axis=0), "rank": ranks(data),
+    return pd.DataFrame({model_col: wide.columns, "mean": score(every), "rank": ranks(every),
                          "rank_ci_low": np.quantile(boots, alpha, axis=0),
                          "rank_ci_high": np.quantile(boots, 1 - alpha, axis=0)}
                         ).sort_values("rank").reset_index(drop=True)

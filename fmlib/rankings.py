@@ -13,7 +13,9 @@ the headline scores here are absolute (Hendrycks & Dietterich 2019; Kamann & Rot
 - ``robust_iou``: IoU under the attack ensemble (`fmlib.evaluation.robust_table`), per budget and
   averaged over budgets.
 
-The paper's ratio stays beside them (``ratio``). Every score is averaged over images, then seeds,
+The paper's ratio stays beside them (``ratio``), as the ratio of the mean IoUs (`ratio_of_means`):
+the mean of per-image ratios that the paper's code averages is unbounded where a clean IoU is near
+zero, and one such image can then outweigh a whole test set. Every score is averaged over images, then seeds,
 then structures; its interval comes from one joint bootstrap that, within each structure, resamples
 the training seeds and then the test images of each drawn seed, the same draw for every model, so
 the ranks get intervals too. A structure trained with one seed has image intervals only
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_int
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_ci, ratio_of_means, robustness_ratio
 from .stats import holm, paired_permutation_p
 
 _LEVELS = ("model", "seed", "image")
@@ -128,7 +130,7 @@ def corruption_scores(corruption: pd.DataFrame, *, reference_model: str, exclude
     if reference_model not in models:
         raise ValueError(f"reference_model: {reference_model!r} is not among the models {models}")
     ref = models.index(reference_model)
-    table = table.assign(ratio=table.iou / np.maximum(table.clean_iou, 1e-5), error=1 - table.iou)
+    table = table.assign(error=1 - table.iou)
     n_severities = table.severity.nunique()
     strata = {}
     for structure, part in table.groupby("structure", sort=True):
@@ -138,16 +140,15 @@ def corruption_scores(corruption: pd.DataFrame, *, reference_model: str, exclude
             raise ValueError(f"corruption: {dict(zip(_LEVELS, short))} on {structure!r} has {counts.min()} corruption "
                              f"x severity rows, others {counts.max()} (every model needs every seed, image and row)")
         # reduced to [model, seed, image(, corruption)] first: the bootstrap then stays small
-        per_image = part.groupby(list(_LEVELS)).agg(iou=("iou", "mean"), ratio=("ratio", "mean"),
-                                                    clean=("clean_iou", "first")).reset_index()
+        per_image = part.groupby(list(_LEVELS)).agg(iou=("iou", "mean"), clean=("clean_iou", "first")).reset_index()
         errors = part.groupby([*_LEVELS, "corruption"]).error.sum().reset_index()
-        strata[structure] = {name: _cube(per_image, name, (), models) for name in ("iou", "ratio", "clean")}
+        strata[structure] = {name: _cube(per_image, name, (), models) for name in ("iou", "clean")}
         strata[structure]["errors"] = _cube(errors, "error", ("corruption",), models)
     scores = {"clean_iou": (lambda a: a["clean"].mean(axis=(2, 3)), True),
               "corrupted_iou": (lambda a: a["iou"].mean(axis=(2, 3)), True),
               "mce": (lambda a: _ce(a["errors"], ref), False),
               "relative_mce": (lambda a: _ce(a["errors"], ref, 1 - a["clean"], n_severities), False),
-              "ratio": (lambda a: a["ratio"].mean(axis=(2, 3)), True)}
+              "ratio": (lambda a: ratio_of_means(a["iou"], a["clean"], axis=(2, 3)), True)}
     out = None
     for k, (name, (score, higher)) in enumerate(scores.items()):
         estimate, boots = _summaries(strata, score, n_boot, seed + k)
@@ -171,12 +172,14 @@ def robust_scores(robust: pd.DataFrame, *, n_boot: int = 2000, confidence: float
         strata = {s: {"iou": _cube(p, "iou", (), models)} for s, p in at.groupby("structure", sort=True)}
         estimate, boots = _summaries(strata, lambda a: a["iou"].mean(axis=(2, 3)), n_boot, seed + j)
         per_eps.append(_frame(models, estimate, boots, "robust_iou", confidence, True).assign(eps_255=level))
-    means = robust.groupby(["structure", *_LEVELS]).agg(iou=("iou", "mean"), ratio=("robustness", "mean")).reset_index()
-    strata = {s: {name: _cube(p, name, (), models) for name in ("iou", "ratio")}
+    means = robust.groupby(["structure", *_LEVELS]).agg(iou=("iou", "mean"), clean=("clean_iou", "mean")).reset_index()
+    strata = {s: {name: _cube(p, name, (), models) for name in ("iou", "clean")}
               for s, p in means.groupby("structure", sort=True)}
     overall = None
+    score = {"iou": lambda a: a["iou"].mean(axis=(2, 3)),
+             "ratio": lambda a: ratio_of_means(a["iou"], a["clean"], axis=(2, 3))}
     for k, name in enumerate(("iou", "ratio")):
-        estimate, boots = _summaries(strata, lambda a, name=name: a[name].mean(axis=(2, 3)), n_boot, seed + 100 + k)
+        estimate, boots = _summaries(strata, score[name], n_boot, seed + 100 + k)
         frame = _frame(models, estimate, boots, "robust_iou" if name == "iou" else "robust_ratio", confidence, True)
         overall = frame if overall is None else overall.merge(frame, on="model")
     overall["n_seeds"] = _seed_counts(robust)
@@ -200,10 +203,11 @@ def run_scores(corruption: pd.DataFrame, robust: pd.DataFrame, *, exclude: Seque
     table the defense rules pair regime against standard on (`fmlib.recommendations`)."""
     keys = ["structure", "model", "regime", "seed"]
     kept = corruption[~corruption.corruption.isin(list(exclude))]
-    corr = (kept.assign(ratio=kept.iou / np.maximum(kept.clean_iou, 1e-5)).groupby(keys)
-            .agg(clean_iou=("clean_iou", "mean"), corrupted_iou=("iou", "mean"), corruption_ratio=("ratio", "mean")))
-    adv = robust.groupby(keys).agg(robust_iou=("iou", "mean"), robust_ratio=("robustness", "mean"))
-    return corr.join(adv, how="inner").reset_index()
+    corr = kept.groupby(keys).agg(clean_iou=("clean_iou", "mean"), corrupted_iou=("iou", "mean"))
+    corr["corruption_ratio"] = robustness_ratio(corr.corrupted_iou, corr.clean_iou)  # the ratio of the means
+    adv = robust.groupby(keys).agg(robust_iou=("iou", "mean"), attacked_clean=("clean_iou", "mean"))
+    adv["robust_ratio"] = robustness_ratio(adv.robust_iou, adv.attacked_clean)
+    return corr.join(adv.drop(columns="attacked_clean"), how="inner").reset_index()
 
 
 def seed_averaged_changes(table: pd.DataFrame, regime: str, reference: str = "standard") -> tuple[np.ndarray, int]:

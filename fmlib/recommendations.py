@@ -10,8 +10,9 @@ table are corrected together (Holm). The verdict:
 - *supported*: the Holm-adjusted p is at most 0.05 and the CI lies on the claimed side of zero;
 - *contradicted*: the same on the other side;
 - *inconclusive*: neither;
-- *not testable here*: no outcome of this design could reach p <= 0.05 (too few models, or no such
-  models at this profile); the claim is neither supported nor refuted by this study.
+- *not testable here*: no outcome of this design could reach p <= 0.05 once the table is corrected
+  (too few models, or no such models at this profile: `attainable_holm_p`); the claim is neither
+  supported nor refuted by this study.
 
 The book's recommendations page quotes these verdicts; it never states a finding the tables do not
 support.
@@ -19,98 +20,24 @@ support.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import pandas as pd
 
-from .metrics import bootstrap_ci, correlation_ci
+from .findings import (
+    ALPHA,
+    NAN,
+    Finding,
+    _correlation,
+    _group_difference,
+    _mean_change,
+    attainable_holm_p,
+    judge,
+)
 from .rankings import seed_averaged_changes
-from .realdata import REAL_TEST_SOURCES, SELECTION_SOURCE
-from .stats import correlation_p, holm, paired_permutation_p, permutation_p, smallest_attainable_p
+from .realdata import REAL_TEST_SOURCES
 
-ALPHA = 0.05
-NAN = float("nan")
-
-
-@dataclass
-class Finding:
-    key: str
-    claim: str
-    metric: str
-    statistic: str
-    estimate: float
-    low: float
-    high: float
-    n: int
-    test: str
-    p_value: float
-    p_min: float
-    recommendation: str
-    p_holm: float = NAN
-    verdict: str = "not testable here"
-    claimed_sign: int = 1  # +1: the claim is that the statistic is above zero; -1: below zero
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _untestable(key, claim, metric, statistic, n, recommendation, test="-") -> Finding:
-    return Finding(key, claim, metric, statistic, NAN, NAN, NAN, n, test, NAN, NAN, recommendation)
-
-
-def _correlation(key, claim, statistic, x, y, recommendation, n_boot, seed, metric="absolute") -> Finding:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return _untestable(key, claim, metric, statistic, len(x), recommendation)
-    r, lo, hi = correlation_ci(x, y, method="spearman", n_boot=n_boot, seed=seed)
-    p = correlation_p(x, y, alternative="two-sided", seed=seed)
-    return Finding(key, claim, metric, statistic, r, lo, hi, len(x), "permutation (pairings), two-sided", p,
-                   smallest_attainable_p("correlation", len(x)), recommendation)
-
-
-def _mean_change(key, claim, statistic, diffs, recommendation, n_boot, seed, positive=True,
-                 metric="absolute") -> Finding:
-    diffs = np.asarray(diffs, float)
-    diffs = diffs[np.isfinite(diffs)]
-    if len(diffs) < 2:
-        return _untestable(key, claim, metric, statistic, len(diffs), recommendation)
-    est, lo, hi = bootstrap_ci(diffs, n_boot=n_boot, seed=seed)
-    p = paired_permutation_p(diffs, alternative="two-sided", seed=seed)
-    return Finding(key, claim, metric, statistic + ("" if positive else " (the claim: below zero)"), est, lo, hi,
-                   len(diffs), "sign-flip permutation, two-sided", p, smallest_attainable_p("paired", len(diffs)),
-                   recommendation, claimed_sign=1 if positive else -1)
-
-
-def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed, metric="absolute") -> Finding:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 1 or len(b) < 1 or len(a) + len(b) < 3:
-        return _untestable(key, claim, metric, statistic, len(a) + len(b), recommendation)
-    rng = np.random.default_rng(seed)
-    boots = [rng.choice(a, len(a)).mean() - rng.choice(b, len(b)).mean() for _ in range(n_boot)]
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    p = permutation_p(a, b, alternative="two-sided")
-    return Finding(key, claim, metric, statistic, float(a.mean() - b.mean()), float(lo), float(hi), len(a) + len(b),
-                   f"exact permutation ({len(a)} vs {len(b)}), two-sided", p,
-                   smallest_attainable_p("groups", len(a), len(b)), recommendation)
-
-
-def judge(findings: list[Finding], *, alpha: float = ALPHA) -> list[Finding]:
-    """Holm-correct the p-values of `findings` together and give each its verdict (in place)."""
-    adjusted = holm([f.p_value for f in findings])
-    for f, p in zip(findings, adjusted):
-        f.p_holm = float(p)
-        # the CI on the claimed scale: above zero supports the claim, below zero contradicts it
-        low, high = (f.low, f.high) if f.claimed_sign > 0 else (-f.high, -f.low)
-        if np.isnan(f.p_value) or f.p_min > alpha:
-            f.verdict = "not testable here"
-        elif p <= alpha and low > 0:
-            f.verdict = "supported"
-        elif p <= alpha and high < 0:
-            f.verdict = "contradicted"
-        else:
-            f.verdict = "inconclusive"
-    return findings
+__all__ = ["ALPHA", "NAN", "SCORECARD", "Finding", "attainable_holm_p", "evaluate_rules", "judge",
+           "randomization_pairs", "scorecard"]
 
 
 def _against_standard(table, regime: str):
@@ -121,7 +48,7 @@ def _against_standard(table, regime: str):
     return (table[regime] - table["standard"]).to_numpy()
 
 
-def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_scores=None, clean_scores=None,
+def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=None, clean_scores=None,
                    n_boot: int = 2000, seed: int = 0) -> list[Finding]:
     """Evaluate every rule, then correct and judge them together (`judge`).
 
@@ -137,10 +64,10 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_sco
     real_scores : DataFrame, optional
         Per-tile IoU of the synthetic-trained models on real images (``07_real_scores.csv``: columns
         ``method``, ``regime``, ``source``, ``tile``, ``iou``). Adds the rules on real images.
-    randomized_scores : DataFrame, optional
-        Per-tile IoU of one architecture against the domain-randomization strength
-        (``07_real_scores_randomized.csv``: ``strength``, ``source``, ``tile``, ``iou``; strength 0 is
-        the single acquisition). Adds the domain-randomization rule.
+    single_scores : DataFrame, optional
+        Per-tile IoU on real images of every architecture trained on one simulated acquisition, the
+        paper's protocol (``07_real_scores_single.csv``: ``method``, ``source``, ``tile``, ``iou``).
+        With `real_scores`, adds the domain-randomization rule (per architecture).
     clean_scores : DataFrame, optional
         Clean test IoU per model and structure under standard training, with each model's output
         stride (columns ``model``, ``structure``, ``iou``, ``output_stride``). Adds the output-stride rule.
@@ -203,8 +130,8 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, randomized_sco
     ]
     if real_scores is not None:
         findings += _real_image_rules(real_scores, n_boot, seed)
-    if randomized_scores is not None:
-        findings.append(_randomization_rule(randomized_scores, n_boot, seed))
+    if real_scores is not None and single_scores is not None:
+        findings.append(_randomization_rule(real_scores, single_scores, n_boot, seed))
     if clean_scores is not None:
         findings.append(_output_stride_rule(clean_scores, n_boot, seed))
     return judge(findings)
@@ -247,22 +174,45 @@ def _real_image_rules(real_scores, n_boot: int, seed: int) -> list[Finding]:
     ]
 
 
-def _randomization_rule(randomized_scores, n_boot: int, seed: int) -> Finding:
-    """Domain randomization at the strength that does best on the selection images, against the
-    single acquisition (strength 0), tile by tile on the real test images."""
+def _randomization_rule(real_scores, single_scores, n_boot: int, seed: int) -> Finding:
+    """Training on the study's randomized acquisitions against the paper's single acquisition, per
+    architecture: the mean real-image IoU (the mean over the real test sources, so that one large
+    source does not dominate) of the study's standard model minus that of the same architecture
+    trained with the same configuration on one acquisition. The unit is the architecture, as for the
+    defenses: tiles of one pair of trained models say nothing about the training procedure."""
     key, claim = "domain_randomization_real", ("Training on simulated acquisitions with randomized physics improves "
                                                "segmentation of real images.")
-    statistic = "mean change of IoU per real test tile (best randomized strength - single acquisition)"
+    statistic = ("mean change of real-image IoU per architecture (the study's randomized acquisitions - a single "
+                 "acquisition)")
     recommendation = ("Randomize the simulator's acquisition physics when training on synthetic images for real "
                       "ones.")
-    scores = randomized_scores
-    selection = scores[(scores.source == SELECTION_SOURCE) & (scores.strength > 0)]
-    if selection.empty or not (scores.strength == 0).any():
-        return _mean_change(key, claim, statistic, [], recommendation, n_boot, seed)
-    chosen = selection.groupby("strength").iou.mean().idxmax()
-    paired = scores[scores.source.isin(REAL_TEST_SOURCES)].pivot_table(index=["source", "tile"], columns="strength",
-                                                                      values="iou")
-    return _mean_change(key, claim, statistic, (paired[chosen] - paired[0.0]).to_numpy(), recommendation, n_boot, seed)
+
+    pairs = randomization_pairs(real_scores, single_scores)
+    return _mean_change(key, claim, statistic, pairs.change.to_numpy(), recommendation, n_boot, seed)
+
+
+def randomization_pairs(real_scores: pd.DataFrame, single_scores: pd.DataFrame,
+                        sources=REAL_TEST_SOURCES) -> pd.DataFrame:
+    """Per architecture (the index), its mean real-image IoU under standard training on the study's
+    randomized acquisitions (``randomized``, from `real_scores`) and trained on one acquisition
+    (``single``, from `single_scores`), and ``randomized - single`` (``change``). Each is the mean over
+    `sources` of the mean over that source's tiles; architectures missing on either side are left out.
+
+    Examples
+    --------
+    >>> tiles = pd.DataFrame({"method": ["a", "a", "b"], "source": ["dsb2018", "bbbc007_test", "dsb2018"],
+    ...                       "tile": [0, 0, 0], "regime": "standard", "iou": [0.8, 0.6, 0.7]})
+    >>> randomization_pairs(tiles, tiles.assign(iou=[0.5, 0.5, 0.6])).round(2).to_dict("index")
+    {'a': {'randomized': 0.7, 'single': 0.5, 'change': 0.2}, 'b': {'randomized': 0.7, 'single': 0.6, 'change': 0.1}}
+    """
+    def per_architecture(table):
+        table = table[table.source.isin(list(sources))]
+        return table.groupby(["method", "source"]).iou.mean().groupby("method").mean()
+
+    pairs = pd.DataFrame({"randomized": per_architecture(real_scores[real_scores.regime == "standard"]),
+                          "single": per_architecture(single_scores)}).dropna()
+    pairs.index.name = "model"
+    return pairs.assign(change=pairs.randomized - pairs.single)
 
 
 #: The paper's claims (its abstract, `shared/paper.md`) and the findings that test them here; a claim

@@ -13,8 +13,9 @@ Budgets mean little without a scale: `budget_units` gives each one as a multiple
 noise and of their standard deviation (the paper's "/std" units).
 
 A model on which a weaker attack (one step, noise, or a transfer) lowers the IoU more than the
-white-box attack has gradients that mislead the attack: "gradient masking suspected". Its robust IoU
-is then an upper bound, not a measurement, and the book does not call it robust.
+white-box attack has gradients that mislead the attack: "gradient masking suspected". A model on
+which the attack was still gaining when it stopped is "not converged". Either way its robust IoU is
+an upper bound, not a measurement, and the book does not call it robust (`attack_check`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ._checks import check_real
 from .synthesis import DISPLAY_SIGNAL
 
 MASKING = "gradient masking suspected"
+NOT_CONVERGED = "not converged (upper bound)"
 PASSES = "passes"
 
 
@@ -64,6 +66,11 @@ def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", 
     holds, and a verdict: `PASSES`, or `MASKING` when one step, noise or a transfer lowers the mean IoU
     more than `white_box` at some budget (by more than `tol`).
 
+    When `white_box` is the ensemble (`fmlib.attacks.worst_case`), which holds FGSM, I-FGSM and PGD,
+    the single-step and iterative checks hold by construction; the informative ones are then noise,
+    the transfer and the budget, with APGD's convergence beside them (`attack_check`). Run `diagnose`
+    on PGD alone for the paper's attacks, where a single step winning is the classic sign of masking.
+
     A check whose attacks are missing from the table is reported as None (not run), never as passed.
     """
     tol = check_real("tol", tol, low=0.0)
@@ -87,6 +94,33 @@ def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", 
         row["verdict"] = MASKING if any(weaker_wins) else PASSES
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def attack_check(checks: pd.DataFrame, *, by: Sequence[str] = ("model",)) -> pd.DataFrame:
+    """One verdict per group of `by` (default: per model, over its structures) from the rows of
+    `diagnose` with an ``apgd_converged`` column: `MASKING` where any row is suspected of gradient
+    masking, else `NOT_CONVERGED` where the attack had not converged on any row, else `PASSES`. Only
+    a model that passes has a robust IoU that measures it; the others' is an upper bound.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"model": ["a", "a", "b", "c"], "verdict": [PASSES, PASSES, PASSES, MASKING],
+    ...                      "apgd_converged": [True, False, True, True]})
+    >>> attack_check(rows).attack_check.tolist()
+    ['not converged (upper bound)', 'passes', 'gradient masking suspected']
+    """
+    missing = {"verdict", "apgd_converged", *by} - set(checks.columns)
+    if missing:
+        raise ValueError(f"checks: no column(s) {sorted(missing)} (rows of diagnose with apgd_converged)")
+
+    def worst(part: pd.DataFrame) -> str:
+        if (part.verdict == MASKING).any():
+            return MASKING
+        return PASSES if part.apgd_converged.astype(bool).all() else NOT_CONVERGED
+
+    groups = checks.groupby(list(by), sort=True)
+    return pd.DataFrame([{**dict(zip(by, key if isinstance(key, tuple) else (key,))), "attack_check": worst(part)}
+                         for key, part in groups])
 
 
 def _curve(means: pd.Series, attack: str) -> pd.Series | None:

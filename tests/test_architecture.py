@@ -19,7 +19,7 @@ LAYERS = [
               "plotting", "display", "domain"}),
     ("store", {"paths", "cache"}),
     ("training", {"training", "checkpoints"}),
-    ("analysis", {"evaluation", "resolution", "realdata", "realism", "simtoreal", "recommendations",
+    ("analysis", {"evaluation", "resolution", "realdata", "realism", "simtoreal", "findings", "recommendations",
                   "strength", "rankings"}),
     ("configuration", {"profiles"}),
     ("grid", {"grid", "executors"}),

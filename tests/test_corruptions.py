@@ -124,11 +124,13 @@ def test_the_input_normalization_cancels_exactly_the_affine_corruptions(structur
     from fmlib.synthesis import make_dataset
 
     images = make_dataset(structure, 3, 64, seed=1).images
-    assert cancelled_corruptions(images) == ["low_contrast", "brightness"]
+    assert cancelled_corruptions(images) == ["low_contrast"]
     table = normalization_change(images, ["low_contrast", "brightness", "gaussian_blur", "hot_pixels"])
-    unclipped = table[table.clipped_fraction == 0]
-    cancelled = unclipped[unclipped.corruption.isin(["low_contrast", "brightness"])]
-    assert len(cancelled) >= 5 and (cancelled.max_change < 1e-3).all()  # exact wherever nothing clips
+    cancelled = table[table.corruption == "low_contrast"]
+    assert len(cancelled) == 5 and (cancelled.clipped_fraction == 0).all() and (cancelled.max_change < 1e-3).all()
+    # a brightness offset is affine too, but it saturates the brightest pixels: the model sees that
+    brightness = table[table.corruption == "brightness"]
+    assert brightness.affine.all() and (brightness.clipped_fraction > 0).any() and brightness.max_change.max() > 0.1
     acting = table[table.corruption.isin(["gaussian_blur", "hot_pixels"])]
     assert not acting.affine.any() and (acting.max_change > 0.1).all()
 

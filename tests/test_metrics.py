@@ -117,3 +117,14 @@ def test_the_robustness_ratio_is_the_papers_ratio_elementwise(degraded, clean):
     assert relative_robustness(d, c) == float(np.mean(ratio))
     series = robustness_ratio(pd.Series(d), pd.Series(c))
     assert isinstance(series, pd.Series)
+
+
+def test_the_papers_ratio_of_means_stays_bounded_where_a_clean_iou_nearly_fails():
+    from fmlib.metrics import ratio_of_means, relative_robustness
+
+    degraded, clean = np.array([0.05, 0.8, 0.8]), np.array([0.001, 0.9, 0.9])
+    assert relative_robustness(degraded, clean) > 10  # the per-image mean, as the paper's code averages it
+    assert ratio_of_means(degraded, clean) == pytest.approx(degraded.mean() / clean.mean())
+    assert ratio_of_means(np.zeros(3), np.zeros(3)) == 0.0  # a model that fails on every clean image
+    per_row = ratio_of_means(np.array([[0.4, 0.6], [0.2, 0.2]]), np.array([[0.8, 0.8], [0.4, 0.4]]), axis=1)
+    np.testing.assert_allclose(per_row, [0.625, 0.5])

@@ -75,7 +75,7 @@ def test_excluded_corruptions_stay_out_and_holes_are_errors():
 def test_robust_scores_per_budget_and_over_budgets():
     rng = np.random.default_rng(0)
     rows = [dict(model=m, structure="nuclei", seed=s, image=i, eps_255=e, iou=base - e / 64 + rng.normal(0, 0.01),
-                 robustness=(base - e / 64) / base)
+                 clean_iou=base)
             for m, base in (("a", 0.9), ("b", 0.5)) for s in (0, 1) for i in range(5) for e in (2.0, 8.0, 32.0)]
     per_eps, overall = rankings.robust_scores(pd.DataFrame(rows), n_boot=100)
     assert sorted(per_eps.eps_255.unique()) == [2.0, 8.0, 32.0]
@@ -98,3 +98,17 @@ def test_paired_changes_pair_each_run_with_its_standard_twin():
     assert by.loc["noise", "change"] == pytest.approx(0.05, abs=0.01) and by.loc["noise", "ci_low"] > 0
     assert by.loc["noise", "p"] < 0.01 and (changes.p_holm >= changes.p).all()
     assert by.loc["adversarial", "ci_low"] < 0 < by.loc["adversarial", "ci_high"]
+
+
+def test_the_papers_ratio_is_the_ratio_of_the_means_so_one_failed_image_cannot_dominate_it():
+    # model "a" fails on one clean image (IoU 0.001) that a corruption happens to improve to 0.05: the
+    # mean of per-image ratios would be about 10 (50 / 5 images), the ratio of the means stays near 1
+    rows = [dict(model=m, structure="nuclei", seed=0, image=i, corruption="defocus", severity=sev,
+                 clean_iou=0.001 if (m == "a" and i == 0) else 0.8,
+                 iou=0.05 if (m == "a" and i == 0) else 0.8 - 0.02 * sev)
+            for m in ("a", "b") for i in range(5) for sev in range(1, 6)]
+    ranking = rankings.corruption_scores(pd.DataFrame(rows), reference_model="b", n_boot=50).set_index("model")
+    assert 0.9 < ranking.loc["a", "ratio"] < 1.1 and ranking.loc["b", "ratio"] == pytest.approx(0.74 / 0.8)
+    robust = pd.DataFrame(rows).rename(columns={"severity": "eps_255"}).drop(columns="corruption")
+    overall = rankings.robust_scores(robust, n_boot=50)[1].set_index("model")
+    assert overall.loc["a", "robust_ratio"] < 1.1

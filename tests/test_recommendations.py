@@ -71,20 +71,26 @@ def test_real_image_rules_compare_each_model_with_its_standard_training():
     assert found["noise_augmentation_real"].verdict == "inconclusive"
 
 
-def test_randomization_rule_uses_the_strength_chosen_on_the_selection_images():
-    rows = []
-    # Strength 1.0 is best on the test tiles but 0.5 on the selection images: the rule must take 0.5.
-    gains = {0.0: {"sel": 0.0, "test": 0.0}, 0.5: {"sel": 0.1, "test": 0.05}, 1.0: {"sel": 0.05, "test": 0.2}}
-    for strength, gain in gains.items():
-        for source in ("bbbc007_train", "dsb2018", "bbbc007_test", "synthetic_test"):
-            for t in range(10):
-                g = gain["sel"] if source == "bbbc007_train" else gain["test"]
-                rows.append({"method": "m", "strength": strength, "source": source, "tile": f"{source}/{t}",
-                             "iou": 0.6 + g + 0.001 * t})
-    found = _by_key(recommendations.evaluate_rules(_models(), _defenses(), randomized_scores=pd.DataFrame(rows),
-                                             n_boot=300))
+def test_randomization_rule_pairs_each_architecture_with_its_single_acquisition_twin():
+    # ten architectures, each better on real tiles when trained on randomized acquisitions; the unit
+    # of the test is the architecture (n = 10), never the tile, and each source weighs the same
+    real, single = [], []
+    for m in range(10):
+        for source, n_tiles in (("dsb2018", 5), ("bbbc007_test", 40), ("bbbc007_train", 40)):
+            for t in range(n_tiles):
+                tile = {"method": f"m{m}", "source": source, "tile": f"{source}/{t}"}
+                gain = 0.3 if source == "dsb2018" else 0.1
+                real.append({**tile, "regime": "standard", "iou": 0.5 + gain + 0.01 * m})
+                real.append({**tile, "regime": "noise", "iou": 0.0})  # another regime: not the comparison
+                single.append({**tile, "iou": 0.5 + 0.01 * m})
+    found = _by_key(recommendations.evaluate_rules(_models(), _defenses(), real_scores=pd.DataFrame(real),
+                                                   single_scores=pd.DataFrame(single), n_boot=300))
     rule = found["domain_randomization_real"]
-    assert rule.verdict == "supported" and rule.estimate == pytest.approx(0.05) and rule.n == 20
+    assert rule.n == 10 and rule.estimate == pytest.approx(0.2)  # (0.3 + 0.1) / 2: sources, not tiles
+    assert rule.p_min == pytest.approx(2 / 2**10) and rule.verdict == "supported"
+    without = _by_key(recommendations.evaluate_rules(_models(), _defenses(), real_scores=pd.DataFrame(real),
+                                                     n_boot=100))
+    assert "domain_randomization_real" not in without
 
 
 def _clean_scores(strides, gap_per_stride, structures=("nuclei", "mitochondria", "er")):
@@ -132,6 +138,19 @@ def test_a_claim_no_outcome_could_support_is_not_testable_here():
     assert not np.isnan(rule.estimate)  # the estimate is still reported, with its interval
 
 
+def test_a_claim_that_cannot_survive_the_holm_correction_is_not_testable_here():
+    # 2 against 8 can reach p = 2/45 = 0.044 alone, but in a family of 17 tests no outcome survives Holm
+    def finding(key, p, p_min):
+        return recommendations.Finding(key, "", "absolute", "", -0.1, -0.2, -0.01, 10, "", p, p_min, "")
+    small = [finding(f"strong{i}", 0.001, 0.0001) for i in range(8)]
+    weak = [finding(f"weak{i}", 0.5, 0.0001) for i in range(8)]
+    family = recommendations.judge([*small, *weak, finding("groups", 2 / 45, 2 / 45)])
+    assert family[-1].verdict == "not testable here"
+    assert recommendations.attainable_holm_p(family)[-1] > 0.05
+    alone = recommendations.judge([finding("groups", 2 / 45, 2 / 45)])[0]
+    assert alone.verdict == "contradicted"  # the same test, uncorrected, can decide: the rule is the family's
+
+
 def test_a_claimed_decrease_is_supported_by_an_interval_below_zero():
     defenses = _defenses(n=12)  # enough architectures for a p that survives the Holm correction
     defenses.loc[defenses.regime == "adversarial", "clean_iou"] -= 0.05  # adversarial training costs accuracy
@@ -150,3 +169,11 @@ def test_defense_rules_count_architectures_not_training_seeds():
     assert found["noise_augmentation"].estimate == pytest.approx(per_model.mean())
     # 8 architectures give a sign-flip p of at least 2 / 2**8, so the test says what it can reach
     assert found["noise_augmentation"].p_min == pytest.approx(2 / 2**8)
+
+
+def test_the_findings_and_recommendations_docstring_examples_hold():
+    import doctest
+
+    from fmlib import findings
+
+    assert doctest.testmod(findings).failed == 0 and doctest.testmod(recommendations).failed == 0

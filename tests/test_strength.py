@@ -50,3 +50,22 @@ def test_tail_drop_measures_how_far_a_trace_still_falls():
     # converged is the tail drop within the tolerance
     trace = [0.9, 0.8, 0.7, 0.6, 0.59]
     assert strength.converged(trace) == (strength.tail_drop(trace) <= 0.01)
+
+
+def test_the_attack_check_calls_a_model_measured_only_when_every_structure_passes_and_converged():
+    rows = pd.DataFrame({"model": ["a", "a", "b", "b", "c"],
+                         "structure": ["nuclei", "er", "nuclei", "er", "nuclei"],
+                         "verdict": [strength.PASSES, strength.PASSES, strength.PASSES, strength.MASKING,
+                                     strength.PASSES],
+                         "apgd_converged": [True, False, False, True, True]})
+    checks = strength.attack_check(rows).set_index("model").attack_check
+    # masking outranks non-convergence: either way the robust IoU is only an upper bound
+    assert checks.to_dict() == {"a": strength.NOT_CONVERGED, "b": strength.MASKING, "c": strength.PASSES}
+    with pytest.raises(ValueError, match="apgd_converged"):
+        strength.attack_check(rows.drop(columns="apgd_converged"))
+
+
+def test_the_strength_docstring_examples_hold():
+    import doctest
+
+    assert doctest.testmod(strength).failed == 0

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .._checks import check_choice, check_real
-from ..evaluation import robustness_summary, with_robustness
-from ..metrics import bootstrap_ci, bootstrap_ranks
+from ..evaluation import robustness_summary
+from ..metrics import bootstrap_ci, bootstrap_ranks, ratio_of_means
 from ..paths import find_root
 from ..profiles import resolve
 from ..realdata import REAL_TEST_SOURCES
@@ -105,10 +106,10 @@ def compare(result: AssayResult, reference: dict, *, n_boot: int = 2000, seed: i
             raise ValueError(f"reference: its attack ensemble attacked other images than the assay's "
                              f"{sorted(attacked)}; use the profile (and overrides) of the reference run")
         scores.append(("robust", pd.concat([reference["robust"], result.robust], ignore_index=True), "iou"))
-    scores += [("corruption_ratio", with_robustness(corruption), "robustness"),
-               ("adversarial_ratio", adv, "robustness")]
+    scores += [("corruption_ratio", corruption, "iou"), ("adversarial_ratio", adv, "iou")]
     for label, frame, value in scores:
-        ranks = bootstrap_ranks(frame, value, n_boot=n_boot, seed=seed)
+        over = "clean_iou" if label.endswith("_ratio") else None  # the paper's ratio, as the ratio of the means
+        ranks = bootstrap_ranks(frame, value, over=over, n_boot=n_boot, seed=seed)
         if label == "robust":  # a reference model without an ensemble run keeps its row, without a robust rank
             ranks = ranks.rename(columns={"mean": "robust_iou"})
         table = table.merge(ranks.rename(columns={c: f"{label}_{c}" for c in ranks.columns
@@ -174,11 +175,17 @@ def findings(result: AssayResult, comparison: pd.DataFrame, *, n_boot: int = 200
         per_image["robust_iou"] = result.robust.groupby("image").iou.mean()
     if result.real is not None and "real_iou" in comparison:
         per_image["real_iou"] = result.real.iou
-    per_image["corruption_robustness"] = with_robustness(acting).groupby("image").robustness.mean()
-    per_image["adversarial_robustness"] = adv.groupby("image").robustness.mean()
+    # the paper's ratios: the ratio of the mean degraded to the mean clean IoU over the resampled images
+    ratios = {"corruption_robustness": acting.groupby("image")[["iou", "clean_iou"]].mean(),
+              "adversarial_robustness": adv.groupby("image")[["iou", "clean_iou"]].mean()}
     rows = []
-    for metric, values in per_image.items():
-        est, lo, hi = bootstrap_ci(values.to_numpy(), n_boot=n_boot, seed=seed)
+    for metric in [*per_image, *ratios]:
+        if metric in ratios:
+            pair = ratios[metric].to_numpy()
+            est, lo, hi = bootstrap_ci(np.arange(len(pair)), n_boot=n_boot, seed=seed, statistic=lambda rows, pair=pair:
+                                       ratio_of_means(*pair[rows.astype(int)].T))
+        else:
+            est, lo, hi = bootstrap_ci(per_image[metric].to_numpy(), n_boot=n_boot, seed=seed)
         median = float(refs[metric].median())
         verdict = "above" if lo > median else ("below" if hi < median else "comparable")
         text = ADVICE[metric][0] if verdict == "above" else (

@@ -80,16 +80,19 @@ def normalization_change(images, names: Sequence[str] | None = None, *, seed: in
 
 
 def cancelled_corruptions(images, *, seed: int = 0) -> list[str]:
-    """The corruptions that the models' per-image z-score cancels: affine intensity changes with a
-    positive slope at every severity (`normalization_change`). They act on a model only through the
-    pixels they clip, so they are reported apart from the others and kept out of headline averages.
+    """The corruptions that the models' per-image z-score cancels on `images`: affine intensity
+    changes with a positive slope that clip no pixel, at every severity (`normalization_change`). A
+    model sees the clean image under them, so they are reported apart from the others and kept out of
+    headline averages. An affine change that clips (a brightness offset that saturates the brightest
+    pixels) is not cancelled: it acts through the pixels it clips, as a saturating camera does.
 
     Examples
     --------
     >>> from fmlib.synthesis import make_dataset
     >>> cancelled_corruptions(make_dataset("nuclei", 2, 64, seed=0).images)
-    ['low_contrast', 'brightness']
+    ['low_contrast']
     """
     table = normalization_change(images, seed=seed)
-    affine = table.groupby("corruption", sort=False).affine.all()
-    return [name for name, is_affine in affine.items() if is_affine]
+    exact = table.assign(exact=table.affine & (table.clipped_fraction == 0))
+    cancelled = exact.groupby("corruption", sort=False).exact.all()
+    return [name for name, is_cancelled in cancelled.items() if is_cancelled]

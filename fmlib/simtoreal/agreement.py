@@ -147,7 +147,7 @@ def robustness_pairs(synthetic: pd.DataFrame, real: pd.DataFrame, *, kind: str, 
     -------
     dict of str to pandas.DataFrame
         ``"<kind>_absolute"`` (mean IoU over images and the `shared_conditions`) and
-        ``"<kind>_ratio"`` (mean per-image ratio to the clean IoU, `fmlib.metrics.robustness_ratio`),
+        ``"<kind>_ratio"`` (the ratio of the mean IoU to the mean clean IoU, `fmlib.metrics.ratio_of_means`),
         each with ``synthetic`` and ``real`` columns indexed by model, over the models on both sides.
 
     Raises
@@ -174,9 +174,9 @@ def robustness_pairs(synthetic: pd.DataFrame, real: pd.DataFrame, *, kind: str, 
     absolute, ratio = {}, {}
     for name, table in sides.items():
         table = table.merge(shared, on=conditions)
-        table = table.assign(ratio=robustness_ratio(table.iou, table.clean_iou))
-        absolute[name] = table.groupby("model").iou.mean()
-        ratio[name] = table.groupby("model").ratio.mean()
+        means = table.groupby("model").agg(iou=("iou", "mean"), clean=("clean_iou", "mean"))
+        absolute[name] = means.iou
+        ratio[name] = robustness_ratio(means.iou, means.clean)  # the ratio of the means
     return {f"{kind}_absolute": pd.DataFrame(absolute), f"{kind}_ratio": pd.DataFrame(ratio)}
 
 

@@ -1,0 +1,126 @@
+"""One tested claim (`Finding`) and how a table of them is judged (`judge`).
+
+A finding carries its estimate, 95 % bootstrap CI, permutation p-value and the smallest p-value its
+design could give (``p_min``). The p-values of a table are corrected together (Holm), and a finding
+that no outcome of its design could make significant after that correction is *not testable here*
+(`attainable_holm_p`), never *inconclusive*. The rules that build findings from the study's tables
+live in `fmlib.recommendations`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .metrics import bootstrap_ci, correlation_ci
+from .stats import correlation_p, holm, paired_permutation_p, permutation_p, smallest_attainable_p
+
+ALPHA = 0.05
+NAN = float("nan")
+
+
+@dataclass
+class Finding:
+    key: str
+    claim: str
+    metric: str
+    statistic: str
+    estimate: float
+    low: float
+    high: float
+    n: int
+    test: str
+    p_value: float
+    p_min: float
+    recommendation: str
+    p_holm: float = NAN
+    verdict: str = "not testable here"
+    claimed_sign: int = 1  # +1: the claim is that the statistic is above zero; -1: below zero
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _untestable(key, claim, metric, statistic, n, recommendation, test="-") -> Finding:
+    return Finding(key, claim, metric, statistic, NAN, NAN, NAN, n, test, NAN, NAN, recommendation)
+
+
+def _correlation(key, claim, statistic, x, y, recommendation, n_boot, seed, metric="absolute") -> Finding:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return _untestable(key, claim, metric, statistic, len(x), recommendation)
+    r, lo, hi = correlation_ci(x, y, method="spearman", n_boot=n_boot, seed=seed)
+    p = correlation_p(x, y, alternative="two-sided", seed=seed)
+    return Finding(key, claim, metric, statistic, r, lo, hi, len(x), "permutation (pairings), two-sided", p,
+                   smallest_attainable_p("correlation", len(x)), recommendation)
+
+
+def _mean_change(key, claim, statistic, diffs, recommendation, n_boot, seed, positive=True,
+                 metric="absolute") -> Finding:
+    diffs = np.asarray(diffs, float)
+    diffs = diffs[np.isfinite(diffs)]
+    if len(diffs) < 2:
+        return _untestable(key, claim, metric, statistic, len(diffs), recommendation)
+    est, lo, hi = bootstrap_ci(diffs, n_boot=n_boot, seed=seed)
+    p = paired_permutation_p(diffs, alternative="two-sided", seed=seed)
+    return Finding(key, claim, metric, statistic + ("" if positive else " (the claim: below zero)"), est, lo, hi,
+                   len(diffs), "sign-flip permutation, two-sided", p, smallest_attainable_p("paired", len(diffs)),
+                   recommendation, claimed_sign=1 if positive else -1)
+
+
+def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed, metric="absolute") -> Finding:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 1 or len(b) < 1 or len(a) + len(b) < 3:
+        return _untestable(key, claim, metric, statistic, len(a) + len(b), recommendation)
+    rng = np.random.default_rng(seed)
+    boots = [rng.choice(a, len(a)).mean() - rng.choice(b, len(b)).mean() for _ in range(n_boot)]
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    p = permutation_p(a, b, alternative="two-sided")
+    return Finding(key, claim, metric, statistic, float(a.mean() - b.mean()), float(lo), float(hi), len(a) + len(b),
+                   f"exact permutation ({len(a)} vs {len(b)}), two-sided", p,
+                   smallest_attainable_p("groups", len(a), len(b)), recommendation)
+
+
+def attainable_holm_p(findings: list[Finding]) -> np.ndarray:
+    """Per finding, the smallest Holm-adjusted p it could have had: its own p-value replaced by the
+    smallest its design can give (``p_min``), the rest of the family as observed. Above the level, no
+    outcome of this design could have made the claim significant in this table ("not testable here").
+
+    Examples
+    --------
+    >>> f = [Finding(k, "", "absolute", "", 0.1, 0.0, 0.2, 10, "", p, p_min, "")
+    ...      for k, p, p_min in [("a", 0.001, 0.001), ("b", 0.002, 0.001), ("c", 0.3, 0.04)]]
+    >>> attainable_holm_p(f).round(3).tolist()
+    [0.003, 0.003, 0.04]
+    """
+    observed = np.array([f.p_value for f in findings], dtype=float)
+    best = np.full(len(findings), np.nan)
+    for k, f in enumerate(findings):
+        if np.isnan(f.p_value):
+            continue
+        family = observed.copy()
+        family[k] = min(f.p_min, f.p_value)
+        best[k] = holm(family)[k]
+    return best
+
+
+def judge(findings: list[Finding], *, alpha: float = ALPHA) -> list[Finding]:
+    """Holm-correct the p-values of `findings` together and give each its verdict (in place). A
+    finding whose design could not reach the level after the correction, whatever its data
+    (`attainable_holm_p`), is "not testable here", never "inconclusive"."""
+    adjusted = holm([f.p_value for f in findings])
+    attainable = attainable_holm_p(findings)
+    for f, p, best in zip(findings, adjusted, attainable):
+        f.p_holm = float(p)
+        # the CI on the claimed scale: above zero supports the claim, below zero contradicts it
+        low, high = (f.low, f.high) if f.claimed_sign > 0 else (-f.high, -f.low)
+        if np.isnan(f.p_value) or f.p_min > alpha or best > alpha:
+            f.verdict = "not testable here"
+        elif p <= alpha and low > 0:
+            f.verdict = "supported"
+        elif p <= alpha and high < 0:
+            f.verdict = "contradicted"
+        else:
+            f.verdict = "inconclusive"
+    return findings

@@ -29,8 +29,10 @@ from ._checks import check_real
 from .synthesis import DISPLAY_SIGNAL
 
 MASKING = "gradient masking suspected"
+DEGENERATE = "no better than a constant prediction on a structure"
 NOT_CONVERGED = "not converged (upper bound)"
 PASSES = "passes"
+DEGENERATE_MARGIN = 0.02  # IoU: a clean score within this of a constant prediction's has learnt nothing
 
 
 def tail_drop(trace: Sequence[float], *, tail: float = 0.25) -> float:
@@ -96,11 +98,37 @@ def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", 
     return pd.DataFrame(rows)
 
 
+def constant_prediction_iou(masks) -> float:
+    """The mean IoU over `masks` (N, H, W) of the best constant prediction: every pixel foreground
+    (IoU = the foreground fraction of each mask) or none (IoU 0). A model whose clean IoU is no
+    better has learnt nothing an attack could take away, so its robust IoU measures nothing.
+
+    Examples
+    --------
+    >>> masks = np.zeros((2, 4, 4), bool); masks[0, :2] = True; masks[1, :1] = True
+    >>> constant_prediction_iou(masks)
+    0.375
+    """
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or not len(masks):
+        raise ValueError(f"masks: expected a non-empty (N, H, W) array, got shape {masks.shape}")
+    return float(masks.astype(bool).reshape(len(masks), -1).mean(axis=1).mean())
+
+
+def degenerate(clean_iou, constant_iou, *, margin: float = DEGENERATE_MARGIN):
+    """Elementwise: whether a clean IoU beats the constant prediction's (`constant_prediction_iou`) by
+    no more than `margin` (a model that predicts every pixel foreground, or none)."""
+    margin = check_real("margin", margin, low=0.0)
+    return np.asarray(clean_iou, dtype=float) <= np.asarray(constant_iou, dtype=float) + margin
+
+
 def attack_check(checks: pd.DataFrame, *, by: Sequence[str] = ("model",)) -> pd.DataFrame:
     """One verdict per group of `by` (default: per model, over its structures) from the rows of
-    `diagnose` with an ``apgd_converged`` column: `MASKING` where any row is suspected of gradient
-    masking, else `NOT_CONVERGED` where the attack had not converged on any row, else `PASSES`. Only
-    a model that passes has a robust IoU that measures it; the others' is an upper bound.
+    `diagnose` with an ``apgd_converged`` column: `DEGENERATE` where a row's ``degenerate`` column
+    (optional: the clean IoU no better than `constant_prediction_iou`) holds, else `MASKING` where any
+    row is suspected of gradient masking, else `NOT_CONVERGED` where the attack had not converged on
+    any row, else `PASSES`. Only a model that passes has a robust IoU that measures it; the others'
+    is an upper bound, or meaningless.
 
     Examples
     --------
@@ -114,6 +142,8 @@ def attack_check(checks: pd.DataFrame, *, by: Sequence[str] = ("model",)) -> pd.
         raise ValueError(f"checks: no column(s) {sorted(missing)} (rows of diagnose with apgd_converged)")
 
     def worst(part: pd.DataFrame) -> str:
+        if "degenerate" in part and part.degenerate.astype(bool).any():
+            return DEGENERATE
         if (part.verdict == MASKING).any():
             return MASKING
         return PASSES if part.apgd_converged.astype(bool).all() else NOT_CONVERGED

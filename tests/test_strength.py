@@ -69,3 +69,16 @@ def test_the_strength_docstring_examples_hold():
     import doctest
 
     assert doctest.testmod(strength).failed == 0
+
+
+def test_a_model_no_better_than_a_constant_prediction_is_degenerate_and_outranks_every_other_check():
+    masks = np.zeros((2, 10, 10), bool)
+    masks[:, :4] = True  # 40 % foreground: predicting every pixel foreground scores IoU 0.4
+    assert strength.constant_prediction_iou(masks) == pytest.approx(0.4)
+    flags = strength.degenerate([0.41, 0.45, 0.0], [0.4, 0.4, 0.4])
+    assert flags.tolist() == [True, False, True]
+    rows = pd.DataFrame({"model": ["a", "a"], "structure": ["er", "nuclei"], "verdict": strength.MASKING,
+                         "apgd_converged": False, "degenerate": [True, False]})
+    assert strength.attack_check(rows).attack_check.tolist() == [strength.DEGENERATE]
+    with pytest.raises(ValueError, match="masks"):
+        strength.constant_prediction_iou(np.zeros((4, 4)))

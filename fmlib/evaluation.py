@@ -8,6 +8,8 @@ grid (`fmlib.grid`) caches these tables for every trained model.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import torch
@@ -18,7 +20,7 @@ from .corruptions import CORRUPTIONS, corrupt
 from .inference import as_batch, batches, predict, predict_scores
 from .metrics import adversarial_score, robustness_ratio, segmentation_scores
 from .models import has_straight_through, straight_through
-from .strength import converged, tail_drop
+from .strength import converged, sample_trace, tail_drop, trace_points
 from .synthesis import Dataset
 
 #: The attacks that run ``cfg.attack_steps`` iterations (the others fix their own: FGSM one step,
@@ -72,7 +74,9 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     (whether every APGD run's IoU curve had flattened, `fmlib.strength.converged`; true where the
     images were all fooled before APGD ran) with ``tail_drop``, the most that any of those runs'
     mean IoU still fell over its last quarter of iterations (`fmlib.strength.tail_drop`; 0 where the
-    images were all fooled): how far from converged the robust IoU is.
+    images were all fooled): how far from converged the robust IoU is; ``apgd_trace``, a JSON map of
+    each APGD run to its mean best IoU at `fmlib.strength.trace_points` over the images of the row's
+    batch (`fmlib.strength.iteration_curves` reads it back).
 
     A model with a straight-through backward pass (SegNet's unpooling, `fmlib.models.bpda`) is
     attacked twice, with its own gradients and with the BPDA ones, and keeps the worse of the two per
@@ -88,7 +92,8 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
             images = np.arange(len(x))[part]
             worst = members[members.worst].set_index("image").member
             paper = members[members.member.isin(BASELINE_MEMBERS)].groupby("image").iou.min()  # own gradients
-            unfooled = [t for t in members.attrs["traces"].values() if t[-1] != 0]
+            traces = members.attrs["traces"]
+            unfooled = [t for t in traces.values() if t[-1] != 0]
             done = all(converged(t) for t in unfooled)
             still_falling = max((tail_drop(t) for t in unfooled), default=0.0)
             frames.append(pd.DataFrame({
@@ -97,7 +102,10 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
                 "robustness": robustness_ratio(scores["iou"], clean["iou"][part]),
                 "member": [worst.get(k, "clean") for k in range(len(images))],
                 "paper_attacks_iou": [paper.get(k, clean["iou"][part][k]) for k in range(len(images))],
-                "converged": done, "tail_drop": still_falling}))
+                "converged": done, "tail_drop": still_falling,
+                "apgd_trace": json.dumps({"iterations": trace_points(cfg.ensemble_steps),
+                                          "traces": {m: [round(v, 5) for v in sample_trace(t, cfg.ensemble_steps)]
+                                                     for m, t in traces.items()}})}))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -80,3 +80,18 @@ def test_a_model_with_a_bpda_pass_is_attacked_both_ways_and_keeps_the_worse():
     assert len(table) == 2 and (table.iou <= table.clean_iou + 1e-9).all()
     assert set(table.member) <= {"clean", *[m + s for m in ("fgsm", "ifgsm", "pgd", "apgd-bce", "apgd-jaccard",
                                                              "apgd-segpgd") for s in ("", "+bpda")]}
+
+
+def test_the_robust_table_keeps_each_apgd_runs_iou_against_its_iterations(model, test):
+    from fmlib import evaluation, profiles, strength
+
+    cfg = profiles.resolve("smoke", ensemble_eps_255=[8], n_attack_images=2, ensemble_steps=10, attack_steps=2)
+    table = evaluation.robust_table(cfg, model, test).assign(model="m", structure="nuclei")
+    curves = strength.iteration_curves(table)
+    assert set(curves.iteration) <= set(strength.trace_points(10)) and curves.iteration.max() <= 10
+    assert curves.member.str.startswith("apgd").all()
+    for _, curve in curves.groupby("member"):
+        # the mean *best* IoU cannot rise with more iterations
+        assert (np.diff(curve.sort_values("iteration").iou.to_numpy()) <= 1e-9).all()
+    with pytest.raises(ValueError, match="apgd_trace"):
+        strength.iteration_curves(table.drop(columns="apgd_trace"))

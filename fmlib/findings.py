@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .metrics import bootstrap_ci, correlation_ci
-from .stats import correlation_p, holm, paired_permutation_p, permutation_p, smallest_attainable_p
+from .stats import attainable_holm, correlation_p, holm, paired_permutation_p, permutation_p, smallest_attainable_p
 
 ALPHA = 0.05
 NAN = float("nan")
@@ -83,9 +83,10 @@ def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed,
 
 
 def attainable_holm_p(findings: list[Finding]) -> np.ndarray:
-    """Per finding, the smallest Holm-adjusted p it could have had: its own p-value replaced by the
-    smallest its design can give (``p_min``), the rest of the family as observed. Above the level, no
-    outcome of this design could have made the claim significant in this table ("not testable here").
+    """Per finding, the smallest Holm-adjusted p it could have had (`fmlib.stats.attainable_holm`): its
+    own p-value replaced by the smallest its design can give (``p_min``), the rest of the family as
+    observed. Above the level, no outcome of this design could have made the claim significant in
+    this table ("not testable here").
 
     Examples
     --------
@@ -94,15 +95,7 @@ def attainable_holm_p(findings: list[Finding]) -> np.ndarray:
     >>> attainable_holm_p(f).round(3).tolist()
     [0.003, 0.003, 0.04]
     """
-    observed = np.array([f.p_value for f in findings], dtype=float)
-    best = np.full(len(findings), np.nan)
-    for k, f in enumerate(findings):
-        if np.isnan(f.p_value):
-            continue
-        family = observed.copy()
-        family[k] = min(f.p_min, f.p_value)
-        best[k] = holm(family)[k]
-    return best
+    return attainable_holm([f.p_value for f in findings], [f.p_min for f in findings])
 
 
 def judge(findings: list[Finding], *, alpha: float = ALPHA) -> list[Finding]:

@@ -108,6 +108,29 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
+def attainable_holm(p_values: Sequence[float], p_min: Sequence[float]) -> np.ndarray:
+    """Per test, the smallest Holm-adjusted p-value it could have had: its own p-value replaced by the
+    smallest its design can give (`p_min`, `smallest_attainable_p`), the rest of the family as
+    observed. Above the level, no outcome of that design could be significant in this family. NaN
+    p-values stay NaN and do not count as tests.
+
+    Examples
+    --------
+    >>> attainable_holm([0.001, 0.002, 0.3], [0.001, 0.001, 0.04]).round(3).tolist()
+    [0.003, 0.003, 0.04]
+    """
+    observed = np.asarray(p_values, dtype=float)
+    floor = np.asarray(p_min, dtype=float)
+    if observed.shape != floor.shape:
+        raise ValueError(f"p_min: expected one value per p-value ({observed.shape}), got {floor.shape}")
+    best = np.full(observed.shape, np.nan)
+    for k in np.flatnonzero(~np.isnan(observed)):
+        family = observed.copy()
+        family[k] = min(floor[k], observed[k])
+        best[k] = holm(family)[k]
+    return best
+
+
 def hierarchical_ci(table: pd.DataFrame, value: str, *, seed_col: str = "seed", unit: str = "image",
                     statistic: Callable = np.mean, n_boot: int = 2000, confidence: float = 0.95,
                     seed: int = 0) -> tuple[float, float, float]:

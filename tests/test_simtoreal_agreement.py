@@ -158,7 +158,8 @@ def test_agreement_table_keeps_the_order_and_names_the_clean_agreement_apart():
     pairs = {name: paired for name in simtoreal.AGREEMENTS}
     table = simtoreal.agreement_table(pairs, n_boot=50)
     assert table.agreement.tolist() == list(simtoreal.AGREEMENTS)
-    assert list(table.columns) == ["agreement", "ranked_by", "r", "low", "high", "p", "n", "verdict", "meaning"]
+    assert list(table.columns) == ["agreement", "ranked_by", "r", "low", "high", "p", "p_holm", "n", "verdict",
+                                   "meaning"]
     assert "clean-IoU agreement" in table.ranked_by.iloc[0] and "not the paper's claim" in table.ranked_by.iloc[0]
     assert simtoreal.HEADLINE == "corruption_absolute" and simtoreal.HEADLINE in simtoreal.AGREEMENTS
     assert table.meaning.tolist() == [simtoreal.RANK_MEANINGS[v] for v in table.verdict]
@@ -234,3 +235,13 @@ def test_agreement_table_contracts():
 def test_docstring_examples():
     result = doctest.testmod(agreement, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 5 and not result.failed
+
+
+def test_the_agreements_of_a_table_are_holm_corrected_together():
+    perfect = pd.DataFrame({"synthetic": [0.1, 0.2, 0.3, 0.4, 0.5], "real": [0.2, 0.3, 0.4, 0.5, 0.6]})
+    # two agreements of 5 models: p = 2/120 each, Holm 1/30, below the level
+    two = simtoreal.agreement_table({"clean": perfect, "corruption_absolute": perfect}, n_boot=50)
+    assert two.p_holm.tolist() == pytest.approx([2 / 60, 2 / 60]) and set(two.verdict) == {"supported"}
+    # five of them: the smallest Holm-adjusted p any pairing of 5 models could give is 5 * 2/120 > 0.05
+    five = simtoreal.agreement_table({name: perfect for name in simtoreal.AGREEMENTS}, n_boot=50)
+    assert set(five.verdict) == {"not testable"}

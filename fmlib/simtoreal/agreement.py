@@ -18,13 +18,18 @@ the models the real side scores.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from .._checks import check_choice, check_int
 from ..metrics import robustness_ratio
-from .verdicts import rank_agreement
+from ..stats import attainable_holm, holm, smallest_attainable_p
+from .verdicts import RANK_MEANINGS, rank_agreement
+
+ALPHA = 0.05
 
 #: The agreements of the chapter, in its order: name -> what the models are ranked by.
 AGREEMENTS = {
@@ -189,7 +194,10 @@ def agreement_table(pairs: Mapping[str, pd.DataFrame], *, n_boot: int = 2000, se
     pandas.DataFrame
         ``agreement`` (the name), ``ranked_by`` (`AGREEMENTS`, or the name), ``r`` (Spearman),
         ``low`` and ``high`` (95 % bootstrap CI over models), ``p`` (two-sided permutation
-        p-value), ``n`` (models), ``verdict`` and ``meaning`` (`rank_agreement`).
+        p-value), ``p_holm`` (Holm-corrected over the table), ``n`` (models), ``verdict`` and
+        ``meaning`` (`RANK_MEANINGS`): *supported* where the CI lies above zero and ``p_holm`` is at
+        most 0.05, *contradicted* the same below zero, *not testable* where no outcome with that
+        many models could reach the level after the correction, *inconclusive* otherwise.
 
     Raises
     ------
@@ -198,10 +206,12 @@ def agreement_table(pairs: Mapping[str, pd.DataFrame], *, n_boot: int = 2000, se
 
     Examples
     --------
-    >>> paired = pd.DataFrame({"synthetic": [0.2, 0.4, 0.6, 0.8], "real": [0.1, 0.2, 0.3, 0.5]})
+    >>> paired = pd.DataFrame({"synthetic": [0.2, 0.4, 0.6, 0.8, 1.0], "real": [0.1, 0.2, 0.3, 0.5, 0.6]})
     >>> agreement_table({"corruption_absolute": paired}, n_boot=100)[["agreement", "r", "n", "verdict"]]
                  agreement    r  n    verdict
-    0  corruption_absolute  1.0  4  supported
+    0  corruption_absolute  1.0  5  supported
+    >>> agreement_table({"corruption_absolute": paired.head(4)}, n_boot=100).verdict.iloc[0]  # p >= 1/12
+    'not testable'
     """
     check_int("n_boot", n_boot, low=1)
     if not pairs:
@@ -211,9 +221,20 @@ def agreement_table(pairs: Mapping[str, pd.DataFrame], *, n_boot: int = 2000, se
         _require(f"pairs[{name!r}]", paired, ["synthetic", "real"])
         result = rank_agreement(paired, n_boot=n_boot, seed=seed)
         rows.append({"agreement": name, "ranked_by": AGREEMENTS.get(name, name), "r": result.r, "low": result.low,
-                     "high": result.high, "p": result.p, "n": result.n, "verdict": result.verdict,
-                     "meaning": result.meaning})
-    return pd.DataFrame(rows)
+                     "high": result.high, "p": result.p, "n": result.n, "verdict": result.verdict})
+    table = pd.DataFrame(rows)
+    # The agreements of one table are one family: Holm-corrected together, and "not testable" where no
+    # pairing of that many models could reach the level after the correction (four models: p >= 1/12).
+    table["p_holm"] = holm(table.p)
+    floor = [smallest_attainable_p("correlation", n) if n >= 3 else math.nan for n in table.n]
+    best = attainable_holm(table.p, floor)
+    tested = table.verdict != "not testable"
+    judged = np.where(~tested | (best > ALPHA), "not testable", np.where(
+        (table.p_holm <= ALPHA) & (table.low > 0), "supported",
+        np.where((table.p_holm <= ALPHA) & (table.high < 0), "contradicted", "inconclusive")))
+    table["verdict"] = judged
+    table["meaning"] = table.verdict.map(RANK_MEANINGS)
+    return table[["agreement", "ranked_by", "r", "low", "high", "p", "p_holm", "n", "verdict", "meaning"]]
 
 
 def long_pairs(pairs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

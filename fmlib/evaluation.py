@@ -76,7 +76,7 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     mean IoU still fell over its last quarter of iterations (`fmlib.strength.tail_drop`; 0 where the
     images were all fooled): how far from converged the robust IoU is; ``apgd_trace``, a JSON map of
     each APGD run to its mean best IoU at `fmlib.strength.trace_points` over the images of the row's
-    batch (`fmlib.strength.iteration_curves` reads it back).
+    batch that it attacked, those not yet fully fooled (`fmlib.strength.iteration_curves` reads it).
 
     A model with a straight-through backward pass (SegNet's unpooling, `fmlib.models.bpda`) is
     attacked twice, with its own gradients and with the BPDA ones, and keeps the worse of the two per

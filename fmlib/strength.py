@@ -82,7 +82,10 @@ def iteration_curves(robust: pd.DataFrame, *, by: Sequence[str] = ("model", "str
     """IoU against the iteration count of each APGD member of the ensemble, from the ``apgd_trace``
     column of `fmlib.evaluation.robust_table` rows (a JSON map member -> IoU at `trace_points`, one per
     batch of images): one row per group of `by`, budget, member and iteration, with the mean over
-    batches. Has the attack converged? The curve says it, beside the single number of `tail_drop`.
+    batches (each batch weighs the same). Each member's curve is the mean best IoU of the images it
+    attacked, those that the members before it had not fully fooled. Has the attack converged? The
+    curve says it, beside the single number of `tail_drop`. Pass every column that tells batches
+    apart (a ``seed``, a ``regime``) in `by`.
     """
     missing = {"apgd_trace", "eps_255", *by} - set(robust.columns)
     if missing:

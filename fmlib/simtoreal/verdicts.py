@@ -23,7 +23,8 @@ RANK_MEANINGS = {
                     "images does not carry over: choose a model for real images on annotated real images",
     "inconclusive": "these data cannot tell whether a ranking on synthetic images carries over to real ones; "
                     "more annotated real images would",
-    "not testable": "there are too few models at this profile to test it",
+    "not testable": "there are too few models at this profile to test it (no ranking of that many models could "
+                    "be significant once the table's agreements are corrected together)",
 }
 
 

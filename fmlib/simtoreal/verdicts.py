@@ -24,7 +24,7 @@ RANK_MEANINGS = {
     "inconclusive": "these data cannot tell whether a ranking on synthetic images carries over to real ones; "
                     "more annotated real images would",
     "not testable": "there are too few models at this profile to test it (no ranking of that many models could "
-                    "be significant once the table's agreements are corrected together)",
+                    "be significant once the agreements of the table are corrected together)",
 }
 
 

@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .metrics import bootstrap_ci, correlation_ci
-from .stats import attainable_holm, correlation_p, holm, paired_permutation_p, permutation_p, smallest_attainable_p
+from .stats import (
+    attainable_holm,
+    correlation_p,
+    holm_verdicts,
+    paired_permutation_p,
+    permutation_p,
+    smallest_attainable_p,
+)
 
 ALPHA = 0.05
 NAN = float("nan")
@@ -99,21 +106,15 @@ def attainable_holm_p(findings: list[Finding]) -> np.ndarray:
 
 
 def judge(findings: list[Finding], *, alpha: float = ALPHA) -> list[Finding]:
-    """Holm-correct the p-values of `findings` together and give each its verdict (in place). A
-    finding whose design could not reach the level after the correction, whatever its data
-    (`attainable_holm_p`), is "not testable here", never "inconclusive"."""
-    adjusted = holm([f.p_value for f in findings])
-    attainable = attainable_holm_p(findings)
-    for f, p, best in zip(findings, adjusted, attainable):
+    """Holm-correct the p-values of `findings` together and give each its verdict (in place,
+    `fmlib.stats.holm_verdicts`). A finding whose design could not reach the level after the
+    correction, whatever its data (`attainable_holm_p`), is "not testable here", never "inconclusive"."""
+    # the CI on the claimed scale: above zero supports the claim, below zero contradicts it
+    low = [f.low if f.claimed_sign > 0 else -f.high for f in findings]
+    high = [f.high if f.claimed_sign > 0 else -f.low for f in findings]
+    adjusted, verdicts = holm_verdicts([f.p_value for f in findings], [f.p_min for f in findings], low, high,
+                                       alpha=alpha)
+    for f, p, verdict in zip(findings, adjusted, verdicts):
         f.p_holm = float(p)
-        # the CI on the claimed scale: above zero supports the claim, below zero contradicts it
-        low, high = (f.low, f.high) if f.claimed_sign > 0 else (-f.high, -f.low)
-        if np.isnan(f.p_value) or f.p_min > alpha or best > alpha:
-            f.verdict = "not testable here"
-        elif p <= alpha and low > 0:
-            f.verdict = "supported"
-        elif p <= alpha and high < 0:
-            f.verdict = "contradicted"
-        else:
-            f.verdict = "inconclusive"
+        f.verdict = "not testable here" if verdict == "not testable" else verdict
     return findings

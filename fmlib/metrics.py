@@ -122,7 +122,7 @@ def adversarial_score(table, by: list[str]) -> pd.DataFrame:
     """
     per_eps = (table.groupby([*by, "eps"], sort=False).agg(iou=("iou", "mean"), clean=("clean_iou", "mean"))
                .reset_index())
-    per_eps["ratio"] = per_eps.iou / np.maximum(per_eps.clean, SMOOTH)  # the ratio of the two means
+    per_eps["ratio"] = robustness_ratio(per_eps.iou, per_eps.clean)  # the ratio of the two means
     return per_eps.groupby(by, sort=False).agg(score=("ratio", "mean"), mean_iou=("iou", "mean")).reset_index()
 
 

@@ -131,6 +131,35 @@ def attainable_holm(p_values: Sequence[float], p_min: Sequence[float]) -> np.nda
     return best
 
 
+def holm_verdicts(p_values: Sequence[float], p_min: Sequence[float], low: Sequence[float], high: Sequence[float],
+                  *, alpha: float = 0.05) -> tuple[np.ndarray, list[str]]:
+    """The Holm-adjusted p-values of one family of tests and each test's verdict on its claim (that its
+    statistic is above zero): ``"supported"`` where the adjusted p is at most `alpha` and the CI
+    [`low`, `high`] lies above zero, ``"contradicted"`` the same below zero, ``"not testable"`` where
+    the p-value is NaN or no outcome of the test's design could reach `alpha` after the correction
+    (`p_min` above it, or `attainable_holm` above it), ``"inconclusive"`` otherwise.
+
+    Examples
+    --------
+    >>> holm_verdicts([0.001, 0.3, 0.2], [0.001, 0.001, 0.25], [0.1, -0.1, 0.1], [0.3, 0.2, 0.3])[1]
+    ['supported', 'inconclusive', 'not testable']
+    """
+    alpha = check_real("alpha", alpha, low=0.0, high=1.0)
+    adjusted = holm(p_values)
+    best = attainable_holm(p_values, p_min)
+    verdicts = []
+    for p, floor, attainable, lo, hi in zip(adjusted, np.asarray(p_min, float), best, low, high):
+        if np.isnan(p) or floor > alpha or not attainable <= alpha:
+            verdicts.append("not testable")
+        elif p <= alpha and lo > 0:
+            verdicts.append("supported")
+        elif p <= alpha and hi < 0:
+            verdicts.append("contradicted")
+        else:
+            verdicts.append("inconclusive")
+    return adjusted, verdicts
+
+
 def hierarchical_ci(table: pd.DataFrame, value: str, *, seed_col: str = "seed", unit: str = "image",
                     statistic: Callable = np.mean, n_boot: int = 2000, confidence: float = 0.95,
                     seed: int = 0) -> tuple[float, float, float]:

@@ -21,15 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from .._checks import check_choice, check_int
 from ..metrics import robustness_ratio
-from ..stats import attainable_holm, holm, smallest_attainable_p
+from ..stats import holm_verdicts, smallest_attainable_p
 from .verdicts import RANK_MEANINGS, rank_agreement
-
-ALPHA = 0.05
 
 #: The agreements of the chapter, in its order: name -> what the models are ranked by.
 AGREEMENTS = {
@@ -221,18 +218,12 @@ def agreement_table(pairs: Mapping[str, pd.DataFrame], *, n_boot: int = 2000, se
         _require(f"pairs[{name!r}]", paired, ["synthetic", "real"])
         result = rank_agreement(paired, n_boot=n_boot, seed=seed)
         rows.append({"agreement": name, "ranked_by": AGREEMENTS.get(name, name), "r": result.r, "low": result.low,
-                     "high": result.high, "p": result.p, "n": result.n, "verdict": result.verdict})
+                     "high": result.high, "p": result.p, "n": result.n})
     table = pd.DataFrame(rows)
     # The agreements of one table are one family: Holm-corrected together, and "not testable" where no
     # pairing of that many models could reach the level after the correction (four models: p >= 1/12).
-    table["p_holm"] = holm(table.p)
     floor = [smallest_attainable_p("correlation", n) if n >= 3 else math.nan for n in table.n]
-    best = attainable_holm(table.p, floor)
-    tested = table.verdict != "not testable"
-    judged = np.where(~tested | (best > ALPHA), "not testable", np.where(
-        (table.p_holm <= ALPHA) & (table.low > 0), "supported",
-        np.where((table.p_holm <= ALPHA) & (table.high < 0), "contradicted", "inconclusive")))
-    table["verdict"] = judged
+    table["p_holm"], table["verdict"] = holm_verdicts(table.p, floor, table.low, table.high)
     table["meaning"] = table.verdict.map(RANK_MEANINGS)
     return table[["agreement", "ranked_by", "r", "low", "high", "p", "p_holm", "n", "verdict", "meaning"]]
 

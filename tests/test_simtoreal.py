@@ -131,6 +131,9 @@ def test_source_scores_add_the_columns_in_order():
     assert table.source.tolist() == ["y"] * 3 + ["x"] * 2 and (table.strength == 0.5).all()
     # Positional-only model and tiles: any column name is free, "model" included.
     assert (simtoreal.source_scores(_model(0), tiles, ["x"], model="m").model == "m").all()
+    # A predictor replaces the plain prediction: the reference masks score IoU 1 on every tile.
+    oracle = simtoreal.source_scores(_model(0), tiles, ["x"], predictor=lambda _, t: t.masks > 0, method="m")
+    assert np.allclose(oracle.iou, 1.0) and (oracle.method == "m").all()
 
 
 def test_candidate_scores_have_one_block_per_strength():

@@ -67,6 +67,10 @@ def test_pixel_counts_hold_every_model_seed_and_the_baseline():
     assert otsu.intersection.sum() / otsu.union.sum() > 0.95  # bright squares on a dark background
     with pytest.raises(ValueError, match="at least one model"):
         simtoreal.pixel_counts([], tiles, baseline=False)
+    # A predictor stands in for the plain prediction (a size normalizer, say): here the reference itself.
+    perfect = simtoreal.pixel_counts([("oracle", 0, model)], tiles, baseline=False,
+                                     predictor=lambda _, t: t.masks.astype(bool))
+    assert (perfect.intersection == perfect.union).all() and perfect.union.sum() == masks.sum()
 
 
 def _counts(ious: dict, n_cells: int = 40, jitter: float = 0.0, seed: int = 0) -> pd.DataFrame:

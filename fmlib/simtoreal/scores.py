@@ -3,7 +3,7 @@ the selection source only (never on a test source)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..evaluation import attack_table, clean_scores, corruption_table, prediction_scores, with_robustness
+from ..inference import predict
 from ..realdata import ALL_REAL_TEST_SOURCES, REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles, otsu_watershed
 
 #: The classic baseline's ``method`` and ``regime`` in the score tables.
@@ -18,13 +19,27 @@ BASELINE = "otsu_watershed"
 BASELINE_REGIME = "-"
 
 
-def source_scores(model: torch.nn.Module, tiles: Mapping[str, Tiles], sources: Iterable[str], /,
-                  **columns) -> pd.DataFrame:
+#: A model's foreground on tiles: ``predictor(model, tiles) -> bool (N, H, W)``.
+Predictor = Callable[[torch.nn.Module, Tiles], np.ndarray]
+
+
+def tile_prediction(model: torch.nn.Module, tiles: Tiles) -> np.ndarray:
+    """The default `Predictor`: the model on each tile as it is (`fmlib.inference.predict`)."""
+    return predict(model, tiles.images)
+
+
+def source_scores(model: torch.nn.Module, tiles: Mapping[str, Tiles], sources: Iterable[str], /, *,
+                  predictor: Predictor | None = None, **columns) -> pd.DataFrame:
     """Per-tile scores of `model` (`fmlib.evaluation.clean_scores`) on each of `sources` (keys of
     `tiles`), one table: the `columns` (e.g. ``method="unet", regime="standard"``, in that order)
-    and then ``source`` are added to every row."""
-    return pd.concat([clean_scores(model, tiles[source]).assign(**columns, source=source) for source in sources],
-                     ignore_index=True)
+    and then ``source`` are added to every row. With a `predictor` (e.g. a
+    `fmlib.sizing.SizeNormalizer`), the scores are of ``predictor(model, tiles)``
+    (`fmlib.evaluation.prediction_scores`)."""
+    if predictor is None:
+        return pd.concat([clean_scores(model, tiles[source]).assign(**columns, source=source) for source in sources],
+                         ignore_index=True)
+    return pd.concat([prediction_scores(predictor(model, tiles[source]), tiles[source]).assign(**columns, source=source)
+                      for source in sources], ignore_index=True)
 
 
 def baseline_foreground(tiles: Tiles) -> np.ndarray:

@@ -27,9 +27,8 @@ import torch
 from skimage.segmentation import expand_labels
 
 from .._checks import check_int, check_real
-from ..inference import predict
 from ..realdata import Tiles
-from .scores import BASELINE, baseline_foreground
+from .scores import BASELINE, Predictor, baseline_foreground, tile_prediction
 
 #: The two targets of `sim_to_real_targets`, in order.
 TARGETS = ("median model above the baseline", "best model reaches the bar")
@@ -84,13 +83,16 @@ def cell_counts(predicted: np.ndarray, tiles: Tiles) -> pd.DataFrame:
 
 
 def pixel_counts(models: Iterable[tuple[str, int, torch.nn.Module]], tiles: Tiles, *,
-                 baseline: bool = True) -> pd.DataFrame:
+                 baseline: bool = True, predictor: Predictor | None = None) -> pd.DataFrame:
     """`cell_counts` of every (architecture, training seed, model) on `tiles`, and of the Otsu +
     watershed baseline (``method`` `BASELINE`, seed -1) when `baseline`; columns ``method``,
-    ``seed``, ``tile``, ``cell``, ``intersection``, ``union``."""
+    ``seed``, ``tile``, ``cell``, ``intersection``, ``union``. A model's foreground is
+    ``predictor(model, tiles)`` (e.g. a `fmlib.sizing.SizeNormalizer`), by default its prediction on
+    the tiles as they are."""
+    predictor = tile_prediction if predictor is None else predictor
     frames = []
     for name, seed, model in models:
-        frames.append(cell_counts(predict(model, tiles.images), tiles).assign(method=name, seed=int(seed)))
+        frames.append(cell_counts(predictor(model, tiles), tiles).assign(method=name, seed=int(seed)))
     if baseline:
         frames.append(cell_counts(baseline_foreground(tiles), tiles).assign(method=BASELINE, seed=-1))
     if not frames:

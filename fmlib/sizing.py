@@ -31,6 +31,7 @@ from skimage.transform import rescale, resize
 
 from ._checks import check_array, check_int, check_range, check_real
 from .inference import predict_logits
+from .instances import split_touching
 from .realdata import Tiles, tiles
 
 #: Models take sides that are a multiple of this (five 2x downsamplings).
@@ -153,21 +154,19 @@ def trained_diameter_range(diameter_px: float, pixel_size_scale: tuple[float, fl
     return diameter_px * centre / high, diameter_px * centre / low
 
 
-def predict_logits_at_scale(model: torch.nn.Module, image: np.ndarray, factor: float, *,
-                            tile: int | None = None, batch_size: int = 16) -> np.ndarray:
-    """`model`'s logits for `image` (H, W) in [0, 1] resampled by `factor`, mapped back to (H, W).
+def scaled_logits(model: torch.nn.Module, image: np.ndarray, factor: float, *, tile: int | None = None,
+                  batch_size: int = 16) -> np.ndarray:
+    """`model`'s logits for `image` (H, W) in [0, 1] resampled by `factor`, on the resampled grid.
 
     The image is resampled with linear interpolation (anti-aliased when shrinking) and padded by
     reflection to sides that are a multiple of `tile` (or of `SIDE_MULTIPLE` when `tile` is None). With
     `tile`, the model sees non-overlapping ``tile x tile`` windows, the size it was trained on: models
     with global context (pyramid pooling, a transformer's position embeddings) read a larger field
-    differently. The logits are then cropped and resampled back to the native grid with linear
-    interpolation. A factor of 1 runs the model on the image as it is.
+    differently. The padding is cropped off again. A factor of 1 runs the model on the image as it is.
 
     Returns
     -------
-    ndarray of float32, shape (H, W)
-        Logits on the native grid; foreground where they are positive.
+    ndarray of float32, shape about ``factor`` times (H, W)
     """
     image = check_array("image", image, ndim=(2,))
     factor = check_real("factor", factor, low=0.05, high=20.0)
@@ -190,10 +189,33 @@ def predict_logits_at_scale(model: torch.nn.Module, image: np.ndarray, factor: f
         rows, cols = padded.shape[0] // tile, padded.shape[1] // tile
         windows = predict_logits(model, tiles(padded, tile), batch_size=batch_size)[:, 0].numpy()
         logits = windows.reshape(rows, cols, tile, tile).swapaxes(1, 2).reshape(padded.shape)
-    logits = logits[: scaled.shape[0], : scaled.shape[1]]
+    return logits[: scaled.shape[0], : scaled.shape[1]]
+
+
+def predict_logits_at_scale(model: torch.nn.Module, image: np.ndarray, factor: float, *,
+                            tile: int | None = None, batch_size: int = 16) -> np.ndarray:
+    """`scaled_logits` resampled back to the native grid (H, W) with linear interpolation.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+        Logits on the native grid; foreground where they are positive.
+    """
+    logits = scaled_logits(model, image, factor, tile=tile, batch_size=batch_size)
     if logits.shape != image.shape:
         logits = resize(logits, image.shape, order=1, anti_aliasing=False, preserve_range=True)
     return logits.astype(np.float32)
+
+
+def instances_at_scale(model: torch.nn.Module, image: np.ndarray, factor: float, *, tile: int | None = None,
+                       min_size_px: int = 16) -> np.ndarray:
+    """Instance labels (H, W) of `image`: the model's foreground at `factor` (`scaled_logits`) split
+    into nuclei there (`fmlib.instances.split_touching`, whose sizes in pixels are the training
+    scale's), then brought back to the native grid by nearest neighbour."""
+    labels = split_touching(scaled_logits(model, image, factor, tile=tile) > 0, min_size_px=min_size_px)
+    if labels.shape != np.shape(image):
+        labels = resize(labels, np.shape(image), order=0, anti_aliasing=False, preserve_range=True)
+    return labels.astype(np.int32)
 
 
 def predict_at_diameter(model: torch.nn.Module, image: np.ndarray, *,
@@ -247,7 +269,8 @@ def checked_factor(diameter_px: float, target_diameter_px: float | tuple[float, 
 
 
 def tile_predictions(masks: Mapping[str, np.ndarray], reference: Tiles, tile: int) -> np.ndarray:
-    """Whole-image predictions cut into the tiles of `reference`, aligned with its names.
+    """Whole-image predictions (foreground or instance labels) cut into the tiles of `reference`,
+    aligned with its names.
 
     `masks` maps an image name (``"dsb2018"``, ``"bbbc007/A9/A9 p7d"`` ...) to its (H, W) foreground;
     the tiles of `reference` are named ``"<image>/<index>"`` as `fmlib.realdata.nuclei_tiles` names
@@ -256,7 +279,8 @@ def tile_predictions(masks: Mapping[str, np.ndarray], reference: Tiles, tile: in
     """
     tile = check_int("tile", tile, low=SIDE_MULTIPLE)
     cut: dict[str, np.ndarray] = {}
-    out = np.zeros(reference.masks.shape, dtype=bool)
+    dtype = np.asarray(next(iter(masks.values()))).dtype if masks else bool
+    out = np.zeros(reference.masks.shape, dtype=dtype)
     for k, name in enumerate(reference.names):
         image_name, _, index = name.rpartition("/")
         if image_name not in masks:
@@ -291,7 +315,8 @@ class SizeNormalizer:
     A callable ``(model, tiles) -> foreground (N, H, W)`` that stands in for a plain prediction on
     the tiles (`fmlib.inference.predict`): for each image the tiles come from, the model runs on the
     whole image resampled by its `factors` (in windows of `tile`), and the native-grid foreground
-    is cut into the tiles (`tile_predictions`). Build it with `from_images`.
+    is cut into the tiles (`tile_predictions`); `instances` does the same for nuclei split at the
+    training scale. Build it with `from_images`.
 
     Attributes
     ----------
@@ -330,11 +355,22 @@ class SizeNormalizer:
                              "factor": [factors[name] for name in self.diameters_px]})
 
     def __call__(self, model: torch.nn.Module, reference: Tiles) -> np.ndarray:
-        needed = {name.rpartition("/")[0] for name in reference.names}
-        missing = sorted(needed - set(self.images))
-        if missing:
-            raise ValueError(f"reference: tiles of images this normalizer does not hold: {missing[:3]}")
+        needed = self._images_of(reference)
         masks = rescaled_predictions(model, {name: self.images[name] for name in needed},
                                      target_diameter_px=self.target_diameter_px, diameters_px=self.diameters_px,
                                      tile=self.tile)
         return tile_predictions(masks, reference, self.tile)
+
+    def instances(self, model: torch.nn.Module, reference: Tiles) -> np.ndarray:
+        """Instance labels (N, H, W) for the tiles of `reference`: each whole image's nuclei split at
+        the training scale (`instances_at_scale`), cut into the tiles."""
+        labels = {name: instances_at_scale(model, self.images[name], self.factors()[name], tile=self.tile)
+                  for name in self._images_of(reference)}
+        return tile_predictions(labels, reference, self.tile)
+
+    def _images_of(self, reference: Tiles) -> list[str]:
+        needed = sorted({name.rpartition("/")[0] for name in reference.names})
+        missing = [name for name in needed if name not in self.images]
+        if missing:
+            raise ValueError(f"reference: tiles of images this normalizer does not hold: {missing[:3]}")
+        return needed

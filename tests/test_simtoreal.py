@@ -347,3 +347,10 @@ def test_object_scores_of_a_pool_and_the_baseline_say_who_labelled_each_source()
     assert np.array_equal(otsu[0], realdata.otsu_watershed(tiles["dsb2018"].images[0]))
     with pytest.raises(ValueError, match="instance labels"):
         simtoreal.object_counts(pool, {"dsb2018": tiles["dsb2018"]._replace(labels=None)}, ["dsb2018"])
+    # A labeller stands in for the model's own nuclei (a size normalizer, say), not for the baseline's:
+    # here the reference labels, found perfectly at every threshold.
+    oracle = simtoreal.object_counts(pool, tiles, ["dsb2018"], labeller=lambda _, t: t.labels)
+    found = oracle[oracle.method == "sim_unet"]
+    assert (found.fp == 0).all() and (found.fn == 0).all() and found.tp.sum() > 0
+    assert oracle[oracle.method == simtoreal.BASELINE].fp.sum() == counts[
+        (counts.method == simtoreal.BASELINE) & (counts.source == "dsb2018")].fp.sum()

@@ -154,5 +154,18 @@ def test_the_size_normalizer_predicts_whole_images_and_cuts_the_reference_tiles(
         sizing.SizeNormalizer.from_images(images, target_diameter_px=200.0, tile=64)
 
 
+def test_nuclei_are_split_at_the_training_scale_and_labelled_on_the_native_grid():
+    # Two touching discs of radius 20 and one apart: at factor 0.5 they are discs of radius 10 there.
+    image = _discs(20, [(36, 30), (36, 68), (96, 96)]) * 0.8 + 0.1
+    labels = sizing.instances_at_scale(Threshold(), image, 0.5, tile=64)
+    assert labels.shape == image.shape and labels.dtype == np.int32
+    assert len(np.unique(labels[labels > 0])) == 3
+    assert ((labels > 0) == (image > 0.5)).mean() > 0.97
+    normalizer = sizing.SizeNormalizer.from_images({"pair": image}, target_diameter_px=20.0, tile=64)
+    reference = realdata.Tiles(realdata.tiles(image, 64)[:2], realdata.tiles(image > 0.5, 64)[:2], ["pair/0", "pair/1"])
+    cut = normalizer.instances(Threshold(), reference)
+    assert cut.shape == (2, 64, 64) and cut.dtype == np.int32 and cut.max() >= 1
+
+
 def test_docstring_examples():
     assert doctest.testmod(sizing).failed == 0

@@ -4,7 +4,7 @@ Otsu + watershed baseline itself, beside semantic IoU."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,17 +26,21 @@ def predicted_instances(model: torch.nn.Module | None, tiles: Tiles, *, min_size
 
 def object_counts(models: Iterable[tuple[str, str, torch.nn.Module]], tiles: Mapping[str, Tiles],
                   sources: Sequence[str], *, baseline: bool = True,
-                  thresholds: Sequence[float] = DSB_THRESHOLDS) -> pd.DataFrame:
+                  thresholds: Sequence[float] = DSB_THRESHOLDS,
+                  labeller: Callable[[torch.nn.Module, Tiles], np.ndarray] | None = None) -> pd.DataFrame:
     """TP, FP and FN per tile and threshold (`fmlib.instances.instance_table`) of every (name, regime,
     model) of a pool on each of `sources`, and of the baseline (``method`` `BASELINE`) when `baseline`;
-    every row says who labelled its source (``labelling``: expert or automatic)."""
+    every row says who labelled its source (``labelling``: expert or automatic). A model's nuclei are
+    ``labeller(model, tiles)`` (e.g. `fmlib.sizing.SizeNormalizer.instances`), by default
+    `predicted_instances` on the tiles as they are."""
     pool = [*models, *([(BASELINE, BASELINE_REGIME, None)] if baseline else [])]
     rows = []
     for name, regime, model in pool:
         for source in sources:
             if tiles[source].labels is None:
                 raise ValueError(f"tiles: source {source!r} has no instance labels")
-            found = predicted_instances(model, tiles[source])
+            found = (predicted_instances(model, tiles[source]) if labeller is None or model is None
+                     else labeller(model, tiles[source]))
             table = instance_table(tiles[source].labels, found, tiles[source].names, thresholds)
             rows.append(table.assign(method=name, regime=regime, source=source, labelling=labelling(source).kind))
     return pd.concat(rows, ignore_index=True)

@@ -6,10 +6,13 @@ meeting nuclei twice as wide as any it saw splits or hollows them. The field's a
 the objects first and resample the image to the training diameter, as Cellpose does with its size
 model (Stringer et al. 2021) before it segments. Here the measurement needs no labels: the median
 equivalent diameter of the convex objects above an Otsu threshold, away from the image border
-(`estimate_diameter_px`). The target is measured the same way on the model's training images, so
-that what the estimator misreads (the threshold sits inside the blurred edge) cancels. The model
-then runs on the resampled image, and its logits are resampled back, so that predictions are scored
-on the native grid against the native labels (nothing about the reference changes).
+(`estimate_diameter_px`). The target is measured the same way on wide simulated fields of the
+model's training physics (`wide_fields`), not on its training tiles: in a tile a few nuclei wide,
+the nuclei cut by the border, which every size measurement leaves out, are the large ones, so a
+tile's median reads low (96 px tiles of the standard profile read 14 px by their exact labels, wide
+fields of the same physics 17 px). The model then runs on the resampled image, and its logits are
+resampled back, so that predictions are scored on the native grid against the native labels (nothing
+about the reference changes).
 
 This module is a step *before* a model, not a model: it never reads reference labels.
 """
@@ -17,7 +20,7 @@ This module is a step *before* a model, not a model: it never reads reference la
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -115,9 +118,16 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     >>> weighted_median(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 5.0]))
     3.0
     """
+    values = check_array("values", values, ndim=(1,))
+    weights = check_array("weights", weights, ndim=(1,), nonnegative=True)
+    if values.size == 0 or values.shape != weights.shape:
+        raise ValueError(f"values, weights: expected two non-empty arrays of one length, got {values.shape} and "
+                         f"{weights.shape}")
+    if weights.sum() <= 0:
+        raise ValueError("weights: expected a positive total weight")
     order = np.argsort(values)
-    cumulative = np.cumsum(np.asarray(weights, dtype=float)[order])
-    return float(np.asarray(values)[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
+    cumulative = np.cumsum(weights[order].astype(float))
+    return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def size_factor(diameter_px: float, target_diameter_px: float | tuple[float, float]) -> float:
@@ -131,7 +141,7 @@ def size_factor(diameter_px: float, target_diameter_px: float | tuple[float, flo
     (0.5, 0.8, 1.0)
     """
     diameter_px = check_real("diameter_px", diameter_px, low=1.0, high=1000.0)
-    if isinstance(target_diameter_px, tuple):
+    if np.ndim(target_diameter_px) == 1:  # a (low, high) pair, as a tuple, list or array
         low, high = check_range("target_diameter_px", target_diameter_px, low=1.0, low_inclusive=True)
         return float(np.clip(diameter_px, low, high) / diameter_px)
     return check_real("target_diameter_px", target_diameter_px, low=1.0, high=1000.0) / diameter_px
@@ -140,10 +150,11 @@ def size_factor(diameter_px: float, target_diameter_px: float | tuple[float, flo
 def trained_diameter_range(diameter_px: float, pixel_size_scale: tuple[float, float]) -> tuple[float, float]:
     """The median nucleus diameters, in pixels, that a model trained over `pixel_size_scale` saw.
 
-    `diameter_px` is the median over all its training images (`estimate_diameter_px` of the stack),
-    which sits at the geometric centre of the log-uniform pixel-size range
-    (`fmlib.domain.PhysicsRanges.pixel_size_scale`); an image at pixel-size multiple ``s`` shows
-    nuclei at ``centre / s`` times that diameter.
+    `diameter_px` is the median over images of all its training physics (`estimate_diameter_px` of
+    `wide_fields`), which sits about at the geometric centre of the log-uniform pixel-size range
+    (`fmlib.domain.PhysicsRanges.pixel_size_scale`; about, since the pooled median also weighs the
+    spread of nucleus sizes); an image at pixel-size multiple ``s`` shows nuclei at ``centre / s``
+    times that diameter.
 
     >>> [round(d, 1) for d in trained_diameter_range(15.0, (0.8, 1.25))]
     [12.0, 18.8]
@@ -152,6 +163,16 @@ def trained_diameter_range(diameter_px: float, pixel_size_scale: tuple[float, fl
     low, high = check_range("pixel_size_scale", pixel_size_scale, low=0.0)
     centre = float(np.sqrt(low * high))
     return diameter_px * centre / high, diameter_px * centre / low
+
+
+def wide_fields(spec, *, size: int = 384, n_images: int = 8):
+    """Simulated fields `size` px wide of the physics of a training set (`fmlib.checkpoints.DataSpec`
+    `spec`: the same structure, acquisition randomization and seed), on which nucleus sizes are
+    measured: a training tile a few nuclei wide leaves its large nuclei cut by the border, and every
+    size measurement leaves those out. Returns the synthesis `Dataset` of the `n_images` fields."""
+    size = check_int("size", size, low=SIDE_MULTIPLE)
+    n_images = check_int("n_images", n_images, low=1)
+    return replace(spec, size=size, n_train=n_images, n_val=1).make()[0]
 
 
 def scaled_logits(model: torch.nn.Module, image: np.ndarray, factor: float, *, tile: int | None = None,
@@ -203,7 +224,7 @@ def predict_logits_at_scale(model: torch.nn.Module, image: np.ndarray, factor: f
     """
     logits = scaled_logits(model, image, factor, tile=tile, batch_size=batch_size)
     if logits.shape != image.shape:
-        logits = resize(logits, image.shape, order=1, anti_aliasing=False, preserve_range=True)
+        logits = resize(logits, image.shape, order=1, anti_aliasing=factor > 1, preserve_range=True)
     return logits.astype(np.float32)
 
 
@@ -278,6 +299,8 @@ def tile_predictions(masks: Mapping[str, np.ndarray], reference: Tiles, tile: in
     result is (N, tile, tile) in the order of ``reference.names``.
     """
     tile = check_int("tile", tile, low=SIDE_MULTIPLE)
+    if reference.masks.shape[1:] != (tile, tile):
+        raise ValueError(f"reference: expected tiles of {tile} x {tile} px, got {reference.masks.shape[1:]}")
     cut: dict[str, np.ndarray] = {}
     dtype = np.asarray(next(iter(masks.values()))).dtype if masks else bool
     out = np.zeros(reference.masks.shape, dtype=dtype)
@@ -339,7 +362,8 @@ class SizeNormalizer:
     def from_images(cls, images: Mapping[str, np.ndarray], *, target_diameter_px: float | tuple[float, float],
                     tile: int) -> SizeNormalizer:
         """Estimate each image's diameter (without labels) and check that its factor is usable."""
-        check_int("tile", tile, low=SIDE_MULTIPLE)
+        if check_int("tile", tile, low=SIDE_MULTIPLE) % SIDE_MULTIPLE:
+            raise ValueError(f"tile: expected a multiple of {SIDE_MULTIPLE}, got {tile}")
         normalizer = cls(dict(images), diameter_estimates(images), target_diameter_px, tile)
         normalizer.factors()  # validates the target and every factor now, not at the first model
         return normalizer
@@ -364,13 +388,24 @@ class SizeNormalizer:
     def instances(self, model: torch.nn.Module, reference: Tiles) -> np.ndarray:
         """Instance labels (N, H, W) for the tiles of `reference`: each whole image's nuclei split at
         the training scale (`instances_at_scale`), cut into the tiles."""
-        labels = {name: instances_at_scale(model, self.images[name], self.factors()[name], tile=self.tile)
+        factors = self.factors()
+        labels = {name: instances_at_scale(model, self.images[name], factors[name], tile=self.tile)
                   for name in self._images_of(reference)}
         return tile_predictions(labels, reference, self.tile)
 
+    def at_native_size(self) -> SizeNormalizer:
+        """The same whole-image prediction with every factor 1: it separates what resampling changes
+        from what predicting whole images (and splitting nuclei on them) changes."""
+        return replace(self, target_diameter_px=(1.0, 1000.0))
+
     def _images_of(self, reference: Tiles) -> list[str]:
+        """The images the tiles of `reference` come from, checked to be these images cut the same way
+        (a `Tiles` resampled by `fmlib.realdata.nuclei_tiles` carries the same names on another grid)."""
         needed = sorted({name.rpartition("/")[0] for name in reference.names})
         missing = [name for name in needed if name not in self.images]
         if missing:
             raise ValueError(f"reference: tiles of images this normalizer does not hold: {missing[:3]}")
+        cut = tile_predictions({name: self.images[name] for name in needed}, reference, self.tile)
+        if not np.allclose(cut, reference.images, atol=1e-6):
+            raise ValueError("reference: its tiles are not the tiles of this normalizer's images (resampled?)")
         return needed

@@ -154,10 +154,14 @@ def test_the_size_normalizer_predicts_whole_images_and_cuts_the_reference_tiles(
         sizing.SizeNormalizer.from_images(images, target_diameter_px=200.0, tile=64)
 
 
-def test_nuclei_are_split_at_the_training_scale_and_labelled_on_the_native_grid():
+def test_nuclei_are_split_at_the_training_scale_and_labelled_on_the_native_grid(monkeypatch):
     # Two touching discs of radius 20 and one apart: at factor 0.5 they are discs of radius 10 there.
     image = _discs(20, [(36, 30), (36, 68), (96, 96)]) * 0.8 + 0.1
+    shapes = []
+    original = sizing.split_touching
+    monkeypatch.setattr(sizing, "split_touching", lambda mask, **kw: shapes.append(mask.shape) or original(mask, **kw))
     labels = sizing.instances_at_scale(Threshold(), image, 0.5, tile=64)
+    assert shapes == [(64, 64)]  # split on the resampled grid, not the native one
     assert labels.shape == image.shape and labels.dtype == np.int32
     assert len(np.unique(labels[labels > 0])) == 3
     assert ((labels > 0) == (image > 0.5)).mean() > 0.97
@@ -165,6 +169,59 @@ def test_nuclei_are_split_at_the_training_scale_and_labelled_on_the_native_grid(
     reference = realdata.Tiles(realdata.tiles(image, 64)[:2], realdata.tiles(image > 0.5, 64)[:2], ["pair/0", "pair/1"])
     cut = normalizer.instances(Threshold(), reference)
     assert cut.shape == (2, 64, 64) and cut.dtype == np.int32 and cut.max() >= 1
+
+
+def test_the_border_weighting_counts_large_nuclei_as_often_as_they_occur():
+    # Small fields, one disc each at a random place, 60 % of them large: the border cuts the large ones
+    # more often, so the plain median of the whole discs is the small diameter; weighted by the inverse
+    # chance of staying clear of the border, it is the large one, the median of the population.
+    rng = np.random.default_rng(0)
+    fields = []
+    for k in range(300):
+        radius = 12 if k % 5 < 3 else 4
+        fields.append(_discs(radius, [tuple(rng.uniform(0, 64, 2))], shape=(64, 64)))
+    estimate = sizing.estimate_diameter_px(np.stack(fields))
+    assert estimate == pytest.approx(24, rel=0.1)
+    whole = [realdata.diameters_px(realdata.otsu_watershed(f)) for f in fields if f.any()]
+    assert np.median(np.concatenate(whole)) == pytest.approx(8, rel=0.15)  # what the weighting corrects
+    with pytest.raises(ValueError, match="values, weights"):
+        sizing.weighted_median(np.array([1.0, 2.0]), np.array([1.0]))
+    with pytest.raises(ValueError, match="weights"):
+        sizing.weighted_median(np.array([1.0]), np.array([-1.0]))
+
+
+def test_wide_fields_of_the_training_physics_read_their_exact_nucleus_size():
+    from fmlib.checkpoints import DataSpec
+
+    spec = DataSpec("nuclei", n_train=48, n_val=24, size=96, seed=0, randomization=0.5)
+    wide = sizing.wide_fields(spec, size=256, n_images=6)
+    assert wide.images.shape == (6, 256, 256)
+    exact = realdata.median_diameter_px(wide.labels)
+    assert sizing.estimate_diameter_px(wide.images) == pytest.approx(exact, rel=0.12)
+    # the training tiles' own labels read low: their borders cut the large nuclei
+    assert realdata.median_diameter_px(spec.make()[0].labels) < exact
+
+
+def test_the_normalizer_refuses_tiles_of_another_grid_and_matches_plain_prediction_at_native_size():
+    from fmlib.inference import predict
+    from fmlib.models import create_model
+
+    image = (_discs(9, [(30, 30), (90, 140), (40, 100)], shape=(128, 192)) * 0.7 + 0.15).astype(np.float32)
+    names = [f"img/{k}" for k in range(6)]
+    reference = realdata.Tiles(realdata.tiles(image, 64), realdata.tiles(image > 0.5, 64), names)
+    normalizer = sizing.SizeNormalizer.from_images({"img": image}, target_diameter_px=18.0, tile=64)
+    torch.manual_seed(0)
+    model = create_model("sim_unet").eval()
+    # at factor 1 the windows are the tiles: the same answer as the model on the tiles
+    same = normalizer.at_native_size()(model, reference)
+    assert (same == predict(model, reference.images)).mean() > 0.999
+    shifted = reference._replace(images=np.roll(reference.images, 3, axis=2))  # same names, other pixels
+    with pytest.raises(ValueError, match="reference"):
+        normalizer(model, shifted)
+    with pytest.raises(ValueError, match="reference"):
+        sizing.tile_predictions({"img": image}, reference, 32)  # tiles of another size
+    with pytest.raises(ValueError, match="tile"):
+        sizing.SizeNormalizer.from_images({"img": image}, target_diameter_px=18.0, tile=48)
 
 
 def test_docstring_examples():

@@ -177,11 +177,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="issues #19 and #20: the paper's ratio as the ratio of mean IoUs, brightness counted as an "
-                          "acting corruption, APGD convergence in the attack check, the domain-randomization rule "
-                          "per architecture, 'not testable here' after Holm and the size normalization of the real "
-                          "images (fmlib.sizing) need the standard re-run (started in session 13, unfinished); the "
-                          "committed book is from commit c25e959 until it lands", strict=False)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

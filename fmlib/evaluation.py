@@ -65,8 +65,8 @@ def attack_table(cfg, model, dataset, *, attacks: list[str] | None = None, noise
 def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     """The robust IoU: per image of the first `cfg.n_attack_images` of `dataset` and budget of
     `cfg.ensemble_eps_255`, the worst case over the attack ensemble (`fmlib.attacks.worst_case`: FGSM, I-FGSM,
-    PGD with `cfg.attack_steps`, and APGD on every loss with `cfg.ensemble_steps` iterations and
-    `cfg.ensemble_restarts` runs).
+    PGD with `cfg.attack_steps`, and APGD on every loss with `cfg.ensemble_steps` iterations, run on to
+    at most `cfg.ensemble_max_steps` while its IoU still falls, and `cfg.ensemble_restarts` runs).
 
     Columns: image, attack (``"ensemble"``), eps, eps_255, iou, dice, clean_iou, robustness (the
     paper's ratio), ``member`` (the attack that found the worst case, ``"clean"`` if none lowered the
@@ -74,9 +74,12 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     (whether every APGD run's IoU curve had flattened, `fmlib.strength.converged`; true where the
     images were all fooled before APGD ran) with ``tail_drop``, the most that any of those runs'
     mean IoU still fell over its last quarter of iterations (`fmlib.strength.tail_drop`; 0 where the
-    images were all fooled): how far from converged the robust IoU is; ``apgd_trace``, a JSON map of
-    each APGD run to its mean best IoU at `fmlib.strength.trace_points` over the images of the row's
-    batch that it attacked, those not yet fully fooled (`fmlib.strength.iteration_curves` reads it).
+    images were all fooled): how far from converged the robust IoU is; ``apgd_steps``, the most
+    iterations any of those runs made (above `cfg.ensemble_steps` where one was run on); ``apgd_trace``,
+    a JSON map of each APGD run to its mean best IoU at `fmlib.strength.trace_points` of
+    `cfg.ensemble_max_steps` over the images of the row's batch that it attacked, those not yet fully
+    fooled (a run that stopped earlier keeps its last value; `fmlib.strength.iteration_curves` reads
+    it).
 
     A model with a straight-through backward pass (SegNet's unpooling, `fmlib.models.bpda`) is
     attacked twice, with its own gradients and with the BPDA ones, and keeps the worse of the two per
@@ -96,15 +99,16 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
             unfooled = [t for t in traces.values() if t[-1] != 0]
             done = all(converged(t) for t in unfooled)
             still_falling = max((tail_drop(t) for t in unfooled), default=0.0)
+            longest = max((len(t) - 1 for t in traces.values()), default=0)
             frames.append(pd.DataFrame({
                 "image": images, "attack": "ensemble", "eps": level / 255, "eps_255": float(level),
                 "iou": scores["iou"], "dice": scores["dice"], "clean_iou": clean["iou"][part],
                 "robustness": robustness_ratio(scores["iou"], clean["iou"][part]),
                 "member": [worst.get(k, "clean") for k in range(len(images))],
                 "paper_attacks_iou": [paper.get(k, clean["iou"][part][k]) for k in range(len(images))],
-                "converged": done, "tail_drop": still_falling,
-                "apgd_trace": json.dumps({"iterations": trace_points(cfg.ensemble_steps),
-                                          "traces": {m: [round(v, 5) for v in sample_trace(t, cfg.ensemble_steps)]
+                "converged": done, "tail_drop": still_falling, "apgd_steps": longest,
+                "apgd_trace": json.dumps({"iterations": trace_points(cfg.ensemble_max_steps),
+                                          "traces": {m: [round(v, 5) for v in sample_trace(t, cfg.ensemble_max_steps)]
                                                      for m, t in traces.items()}})}))
     return pd.concat(frames, ignore_index=True)
 
@@ -114,7 +118,7 @@ def _worst_case(cfg, model, x, y, eps: float):
     lower IoU per image, with the member tables of both runs."""
     def run():
         return worst_case(model, x, y, eps, steps=cfg.ensemble_steps, restarts=cfg.ensemble_restarts,
-                          pgd_steps=cfg.attack_steps, seed=cfg.seed)
+                          pgd_steps=cfg.attack_steps, seed=cfg.seed, max_steps=cfg.ensemble_max_steps)
 
     adv, members = run()
     if not has_straight_through(model):

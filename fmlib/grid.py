@@ -141,7 +141,7 @@ EVALUATIONS = ("clean", "corruption", "attack", "robust", "transfer")
 _EVALUATION_PARAMETERS = {"clean": ("mixed_precision",), "corruption": ("corruptions", "mixed_precision"),
                           "attack": ("attacks", "noise_baseline", "eps_255", "n_attack_images", "attack_steps"),
                           "robust": ("ensemble_eps_255", "n_attack_images", "attack_steps", "ensemble_steps",
-                                     "ensemble_restarts"),
+                                     "ensemble_max_steps", "ensemble_restarts"),
                           "transfer": ("eps_255", "n_attack_images", "attack_steps")}
 _TEST_SET_PARAMETERS = ("n_test", "image_size", "seed")
 

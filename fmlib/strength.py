@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_int, check_real
+from .attacks.convergence import converged, tail_drop  # noqa: F401 (part of this module's API)
 from .synthesis import DISPLAY_SIGNAL
 
 MASKING = "gradient masking suspected"
@@ -34,23 +35,6 @@ DEGENERATE = "no better than a constant prediction on a structure"
 NOT_CONVERGED = "not converged (upper bound)"
 PASSES = "passes"
 DEGENERATE_MARGIN = 0.02  # IoU: a clean score within this of a constant prediction's has learnt nothing
-
-
-def tail_drop(trace: Sequence[float], *, tail: float = 0.25) -> float:
-    """How much an attack's IoU-against-iteration curve (`trace`, the mean best IoU after each
-    iteration) still fell over its last `tail` of the iterations, in IoU: roughly what as many
-    iterations again would still take off an attack that has not converged (0 when flat; NaN for a
-    trace of fewer than two points).
-
-    >>> round(tail_drop([0.9, 0.6, 0.5, 0.45, 0.44]), 3)
-    0.01
-    """
-    trace = np.asarray(trace, dtype=float)
-    check_real("tail", tail, low=0.0, high=1.0, low_inclusive=False)
-    if len(trace) < 2:
-        return float("nan")
-    start = trace[min(len(trace) - 1, int(np.floor((1 - tail) * (len(trace) - 1))))]
-    return float(start - trace[-1])
 
 
 def trace_points(steps: int) -> list[int]:
@@ -100,14 +84,6 @@ def iteration_curves(robust: pd.DataFrame, *, by: Sequence[str] = ("model", "str
                      for k, v in zip(payload["iterations"], curve)]
     table = pd.DataFrame(rows, columns=[*by, "eps_255", "member", "iteration", "iou"])
     return table.groupby([*by, "eps_255", "member", "iteration"], as_index=False).iou.mean()
-
-
-def converged(trace: Sequence[float], *, tail: float = 0.25, tol: float = 0.01) -> bool:
-    """Whether an attack's IoU-against-iteration curve (`trace`, the mean best IoU after each
-    iteration) has flattened: the last `tail` of the iterations lowered it by at most `tol`
-    (`tail_drop`)."""
-    drop = tail_drop(trace, tail=tail)
-    return bool(np.isfinite(drop) and drop <= tol)
 
 
 def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", iterative: Sequence[str] = ("ifgsm",

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from fmlib import strength
-from fmlib.attacks import APGD, ENSEMBLE, LOSSES, TRANSFER, checkpoints, create_attack, evaluate_attack, worst_case
+from fmlib.attacks import (APGD, ENSEMBLE, LOSSES, TRANSFER, checkpoints, continue_until_converged, converged,
+                           create_attack, evaluate_attack, worst_case)
 from fmlib.inference import predict_scores
 from fmlib.models import create_model
 from fmlib.synthesis import make_dataset
@@ -57,6 +58,54 @@ def test_apgd_is_at_least_as_strong_as_pgd(trained):
     pgd = _iou(model, create_attack("pgd", model, EPS, steps=10)(x, y), y).mean()
     apgd = _iou(model, APGD(model, EPS, steps=30, loss="bce")(x, y), y).mean()
     assert apgd <= pgd + 0.02
+
+
+def test_apgd_runs_on_from_a_start_and_never_ends_worse_than_it(trained):
+    model, x, y = trained
+    first = APGD(model, EPS, steps=3, loss="bce")
+    start = first(x, y)
+    more = APGD(model, EPS, steps=10, loss="bce")
+    adv = more.perturb(x, y, start=start)
+    assert (_iou(model, adv, y) <= _iou(model, start, y) + 1e-9).all()
+    assert more.iou_trace[0] == pytest.approx(first.iou_trace[-1])  # it starts where the first run ended
+    assert (adv - x).abs().max() <= EPS + 1e-6
+    far = (x + 0.5).clamp(0, 1)  # a start outside the budget is projected onto it
+    assert ((more.perturb(x, y, start=far) - x).abs().max() <= EPS + 1e-6)
+    with pytest.raises(ValueError, match="start"):
+        more.perturb(x, y, start=start[:1])
+    with pytest.raises(ValueError, match="start"):
+        more.perturb(x, y, start=torch.full_like(x, float("nan")))
+
+
+def test_an_apgd_run_that_has_not_converged_goes_on_until_it_does_or_reaches_the_cap(trained):
+    model, x, y = trained
+    attacker = APGD(model, EPS, steps=2, loss="jaccard")
+    adv = attacker(x, y)
+    trace = list(attacker.iou_trace)
+    assert not converged(trace)  # two steps are not enough on this model
+    adv_more, longer = continue_until_converged(attacker, x, y, adv, trace, 40)
+    steps = len(longer) - 1
+    assert longer[:len(trace)] == trace and 2 < steps <= 40
+    assert converged(longer) or steps == 40 or longer[-1] == 0
+    assert all(b <= a + 1e-12 for a, b in zip(longer, longer[1:]))  # the best IoU never rises
+    assert (_iou(model, adv_more, y) <= _iou(model, adv, y) + 1e-9).all()
+    # a converged run, or a cap already reached, is left as it is
+    flat = [0.5, 0.4, 0.4, 0.4, 0.4]
+    same, kept = continue_until_converged(attacker, x, y, adv, flat, 40)
+    assert kept == flat and torch.equal(same, adv)
+    same, kept = continue_until_converged(attacker, x, y, adv, trace, 2)
+    assert kept == trace and torch.equal(same, adv)
+
+
+def test_the_ensemble_runs_apgd_on_up_to_max_steps_and_is_no_weaker_for_it(trained):
+    model, x, y = trained
+    adv, table = worst_case(model, x, y, EPS, steps=2, losses=("jaccard",))
+    adv_long, table_long = worst_case(model, x, y, EPS, steps=2, losses=("jaccard",), max_steps=24)
+    short, long = table.attrs["traces"]["apgd-jaccard"], table_long.attrs["traces"]["apgd-jaccard"]
+    assert len(short) == 3 and not converged(short) and 3 < len(long) <= 25
+    assert (_iou(model, adv_long, y) <= _iou(model, adv, y) + 1e-9).all()
+    with pytest.raises(ValueError, match="max_steps"):
+        worst_case(model, x, y, EPS, steps=4, max_steps=2)  # the cap must allow the first run
 
 
 def test_the_ensemble_is_the_per_image_worst_case_of_its_members(trained):

@@ -23,6 +23,8 @@ def test_resolve_validates_every_parameter():
         profiles.resolve("smoke", corruptions=["defocus", "fog"])
     with pytest.raises(ValueError, match="learning_rat"):
         profiles.resolve("smoke", learning_rat=0.1)
+    with pytest.raises(ValueError, match="ensemble_max_steps.*ensemble_steps=5"):
+        profiles.resolve("smoke", ensemble_max_steps=4)  # the cap must allow the first run
 
 
 def test_profiles_declare_the_same_parameters():

@@ -14,7 +14,8 @@ with restarts (in the spirit of AutoAttack and SEA), which `evaluate_attack(...,
 
 from .apgd import APGD, LOSSES, checkpoints
 from .base import NORMS, PAPER_EPS, Attack, check_inputs, project, random_sign_noise, random_start
-from .ensemble import members, worst_case
+from .convergence import converged, tail_drop
+from .ensemble import continue_until_converged, members, worst_case
 from .evaluate import ENSEMBLE, NOISE, TRANSFER, evaluate_attack
 from .gradient import FGSM, IFGSM, PGD, CosPGD, SegPGD, ifgsm_steps
 from .registry import ATTACKS, create_attack
@@ -36,6 +37,8 @@ __all__ = [
     "TRANSFER",
     "check_inputs",
     "checkpoints",
+    "continue_until_converged",
+    "converged",
     "create_attack",
     "evaluate_attack",
     "ifgsm_steps",
@@ -43,5 +46,6 @@ __all__ = [
     "project",
     "random_sign_noise",
     "random_start",
+    "tail_drop",
     "worst_case",
 ]

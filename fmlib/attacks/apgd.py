@@ -85,6 +85,8 @@ class APGD(Attack):
     seed : int
 
     ``iou_trace`` holds the mean best IoU after each iteration of the last call (for `converged`).
+    ``perturb(..., start=x0)`` runs on from a point of the budget ball instead (the ensemble's
+    continuation of a run that had not converged, `fmlib.attacks.worst_case`).
     """
 
     def __init__(self, model: torch.nn.Module, eps: float, *, steps: int = 50, loss: str = "bce",
@@ -109,19 +111,30 @@ class APGD(Attack):
         iou = torch.as_tensor(logit_scores(logits, y)["iou"], dtype=x_adv.dtype, device=x_adv.device)
         return loss.detach(), grad.detach(), iou
 
-    def perturb(self, images: torch.Tensor, masks: torch.Tensor, *, trace: bool = False) -> torch.Tensor:
-        """Adversarial versions of `images` (N, 1, H, W): per image, the point of lowest IoU reached."""
+    def perturb(self, images: torch.Tensor, masks: torch.Tensor, *, trace: bool = False,
+                start: torch.Tensor | None = None) -> torch.Tensor:
+        """Adversarial versions of `images` (N, 1, H, W): per image, the point of lowest IoU reached,
+        from `start` (N, 1, H, W, projected onto the budget ball) when given, else from the clean image
+        or a random start. The start counts as reached: the result is never worse than it."""
         x, y = check_inputs(images, masks)
+        if start is not None:
+            start = torch.as_tensor(start)
+            if start.shape != x.shape or not torch.is_floating_point(start) or not torch.isfinite(start).all():
+                raise ValueError(f"start: expected finite floats of the images' shape {tuple(x.shape)}, "
+                                 f"got {start.dtype} of shape {tuple(start.shape)}")
         if self.eps == 0:
             return x.clone()
         device = model_device(self.model)
         with input_gradients_only(self.model):
-            return self._run(x.to(device), y.to(device))
+            return self._run(x.to(device), y.to(device), None if start is None else start.float().to(device))
 
-    def _run(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
         n = len(x)
         shape = (-1, 1, 1, 1)
-        x_adv = random_start(x, self.eps, self.norm, self.seed) if self.random_start else x.clone()
+        if start is not None:
+            x_adv = project(start, x, self.eps, self.norm)
+        else:
+            x_adv = random_start(x, self.eps, self.norm, self.seed) if self.random_start else x.clone()
         loss, grad, iou = self._evaluate(x_adv, y, 1)
         warn_if_zero(grad, self.name)
         best_x, best_iou = x_adv.clone(), iou.clone()        # what is returned: lowest IoU

@@ -5,7 +5,10 @@ only as low as the strongest attack found, so each image is attacked by every me
 and PGD (the paper's attacks) and APGD on several losses with random restarts, and keeps the
 adversarial image of lowest IoU. By construction no single member does better than the ensemble.
 An image whose IoU reaches zero is fully fooled and is not attacked further, which keeps the
-ensemble affordable.
+ensemble affordable. An APGD run whose IoU curve is still falling when its iterations end
+(`fmlib.attacks.convergence.converged`) goes on from its best point, as many iterations again at a
+time, until the curve flattens or `max_steps` is reached: a fixed iteration count would leave the
+strongest models, where the attack is slowest, with an upper bound.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .._checks import check_int
 from ..inference import model_device, predict_scores
 from .apgd import APGD, LOSSES
 from .base import check_inputs
+from .convergence import converged
 from .gradient import FGSM, IFGSM, PGD
 
 #: The paper's attacks, run first: cheap, and what the ensemble must never be weaker than.
@@ -48,17 +52,40 @@ def _build(model, name: str, eps: float, spec: dict, seed: int):
     return APGD(model, eps, **spec)
 
 
+def continue_until_converged(attacker: APGD, images: torch.Tensor, masks: torch.Tensor, adversarial: torch.Tensor,
+                             trace: list[float], max_steps: int) -> tuple[torch.Tensor, list[float]]:
+    """Run an APGD attack on from where it stopped while its IoU curve `trace` (from iteration 0) is
+    still falling (`converged`) and some image is not yet fooled: `attacker.steps` more iterations at
+    a time from the best points reached (`adversarial`), with a fresh step-size schedule, until the
+    curve has flattened or `max_steps` iterations have run in all. Returns the best points and the
+    whole curve (its length minus one is the number of iterations run)."""
+    max_steps = check_int("max_steps", max_steps, low=1)
+    trace = list(trace)
+    while trace[-1] > 0 and not converged(trace) and len(trace) - 1 < max_steps:
+        more = APGD(attacker.model, attacker.eps, steps=min(attacker.steps, max_steps - (len(trace) - 1)),
+                    loss=attacker.loss_name, norm=attacker.norm, seed=attacker.seed)
+        adversarial = more.perturb(images, masks, start=adversarial)
+        trace += more.iou_trace[1:]  # its iteration 0 is where the last run ended
+    return adversarial, trace
+
+
 def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int = 50,
                losses: Sequence[str] = tuple(LOSSES), restarts: int = 1, pgd_steps: int = 10, norm: str = "linf",
-               seed: int = 0) -> tuple[torch.Tensor, pd.DataFrame]:
+               seed: int = 0, max_steps: int | None = None) -> tuple[torch.Tensor, pd.DataFrame]:
     """The per-image worst case over the ensemble (`members`) at budget `eps`.
+
+    Each APGD run has `steps` iterations, and one whose IoU curve has not flattened by then runs on
+    (`continue_until_converged`) up to `max_steps` in all (default `steps`: no continuation).
 
     Returns the adversarial images (N, 1, H, W) and a table with one row per image and member that
     ran on it: ``image``, ``member``, ``iou`` (that member's attacked IoU) and ``worst`` (whether it is
     the ensemble's pick for the image). Members skip the images already fully fooled (IoU 0).
-    ``table.attrs["traces"]`` maps each APGD member to its mean-best-IoU curve over its iterations
-    (`fmlib.attacks.apgd.APGD.iou_trace`: is it converged?).
+    ``table.attrs["traces"]`` maps each APGD member to its mean-best-IoU curve over all its iterations
+    (`fmlib.attacks.apgd.APGD.iou_trace`, continuations appended: is it converged?).
     """
+    max_steps = check_int("max_steps", steps if max_steps is None else max_steps, low=1)
+    if max_steps < steps:
+        raise ValueError(f"max_steps: expected at least steps={steps}, got {max_steps}")
     x, y = check_inputs(images, masks)
     device = model_device(model)
     best = x.clone()
@@ -71,9 +98,11 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
         if not len(idx):
             break
         attacker = _build(model, name, eps, spec, seed)
-        adv = attacker(x[idx].to(device), y[idx].to(device)).cpu()
+        xi, yi = x[idx].to(device), y[idx].to(device)
+        adv = attacker(xi, yi)
         if isinstance(attacker, APGD):
-            traces[name] = list(attacker.iou_trace)
+            adv, traces[name] = continue_until_converged(attacker, xi, yi, adv, attacker.iou_trace, max_steps)
+        adv = adv.cpu()
         iou = torch.as_tensor(predict_scores(model, adv, y[idx])["iou"])
         lower = iou < best_iou[idx]
         best[idx[lower]], best_iou[idx[lower]] = adv[lower], iou[lower]

@@ -6,8 +6,18 @@ import pytest
 import torch
 
 from fmlib import strength
-from fmlib.attacks import (APGD, ENSEMBLE, LOSSES, TRANSFER, checkpoints, continue_until_converged, converged,
-                           create_attack, evaluate_attack, worst_case)
+from fmlib.attacks import (
+    APGD,
+    ENSEMBLE,
+    LOSSES,
+    TRANSFER,
+    checkpoints,
+    continue_until_converged,
+    converged,
+    create_attack,
+    evaluate_attack,
+    worst_case,
+)
 from fmlib.inference import predict_scores
 from fmlib.models import create_model
 from fmlib.synthesis import make_dataset

@@ -31,14 +31,17 @@ def test_zscore_is_the_models_normalization():
     np.testing.assert_allclose(realism.zscore(x), expected, rtol=1e-10, atol=1e-10)
 
 
-@settings(max_examples=15, deadline=None)
+# derandomize: the same examples every run, so a rare seed cannot turn CI red at random
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(SEEDS, st.floats(0.01, 1000.0), st.floats(-100.0, 100.0))
 def test_the_power_spectrum_of_white_noise_is_flat_at_one_at_any_scale(seed, scale, offset):
     noise = offset + scale * np.random.default_rng(seed).normal(size=(32, 64, 64))
     spectrum = realism.radial_spectrum(noise)
     assert spectrum.frequency.between(0, 0.5).all() and len(spectrum) == 15  # the lowest ring holds no frequency
     np.testing.assert_allclose(spectrum.power, 1.0, atol=0.25)  # the inner rings hold few frequencies
-    assert spectrum.power.mean() == pytest.approx(1.0, abs=0.03)
+    # the mean over rings: each inner ring's few frequencies scatter it by a few per cent (seed 3184 reads 0.965);
+    # a spectrum off by a normalisation (x2, or x0.5) is far outside
+    assert spectrum.power.mean() == pytest.approx(1.0, abs=0.05)
 
 
 def test_a_smooth_image_has_its_power_at_low_frequencies():

@@ -32,6 +32,15 @@ def _model(seed: int) -> torch.nn.Module:
     return create_model("sim_unet").eval()
 
 
+def _threshold(gain: float) -> torch.nn.Module:
+    """A model that segments the discs of `_discs` by a threshold at 0.5: clean IoU 1, gradients everywhere."""
+    model = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        model.weight.fill_(gain)
+        model.bias.fill_(-gain / 2)
+    return model.eval()
+
+
 def _scores(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
     """A score table with two tiles per (method, regime, source), both at the given IoU."""
     return pd.DataFrame([{"image": k, "tile": f"t/{k}", "iou": iou, "method": method, "regime": regime,
@@ -215,6 +224,18 @@ def test_robustness_tables_label_models_and_add_the_robustness():
     np.testing.assert_array_equal(corruption.robustness, robustness_ratio(corruption.iou, corruption.clean_iou))
     assert set(adversarial.attack) == {"pgd", "noise"} and set(adversarial.model) == {"a", "b"}
     assert list(corruption.columns[-2:]) == ["model", "robustness"]
+
+
+def test_robust_tables_give_each_model_the_ensembles_worst_case_on_the_first_attack_tiles():
+    cfg = Config(seed=0, ensemble_eps_255=[8, 32], n_attack_images=2, attack_steps=1, ensemble_steps=2,
+                 ensemble_max_steps=2, ensemble_restarts=1)
+    tiles = _discs(3)
+    robust = simtoreal.robust_tables(cfg, [("a", _threshold(8.0)), ("b", _threshold(30.0))], tiles, progress=False)
+    assert set(robust.attack) == {"ensemble"} and robust.model.tolist() == ["a"] * 4 + ["b"] * 4
+    assert sorted(robust.image.unique()) == [0, 1]  # the first n_attack_images tiles only
+    assert (robust.iou <= robust.paper_attacks_iou + 1e-9).all()  # never weaker than FGSM, I-FGSM, PGD
+    with pytest.raises(ValueError, match="models"):
+        simtoreal.robust_tables(cfg, [], tiles, progress=False)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ and plain values:
 - train the two comparisons of the chapter: the best architecture on the real training tiles
   (`fit_real_reference`) and on domain-randomized synthetic images at several strengths
   (`randomized_candidates`, `candidate_scores`);
-- corruptions and attacks on a few real tiles spread over an image (`spread_tiles`,
-  `robustness_tables`);
+- corruptions, attacks and the attack ensemble's robust IoU on a few real tiles spread over an
+  image (`spread_tiles`, `robustness_tables`, `robust_tables`);
 - the verdicts: whether the chosen synthetic-trained model clears the sim-to-real bar on the DSB
   image (`sim_to_real_bar`, `bar_verdict`); the targets on expert labels, the median architecture
   above Otsu + watershed and the best at the bar, with CIs that resample seeds then nuclei
@@ -20,7 +20,9 @@ and plain values:
   robustness on synthetic and real images, for corruptions and attacks on absolute scores with the
   paper's ratio beside (`robustness_pairs`, `shared_conditions`); and, apart, whether they rank
   alike by clean IoU, the clean-IoU agreement (`ranking_table`); each a Spearman correlation with a
-  bootstrap CI, a permutation p-value and a verdict (`rank_agreement`, `agreement_table`).
+  bootstrap CI, a permutation p-value and a verdict (`rank_agreement`, `agreement_table`);
+- what a change of protocol (resampling to the training diameter, say) does to each method's score,
+  paired per method (`protocol_change`, `change_summary`).
 
 Every table is tidy: one row per tile and model (and source, regime or strength), with the
 per-tile scores of `fmlib.evaluation.prediction_scores`.
@@ -35,6 +37,7 @@ from .agreement import (
     robustness_pairs,
     shared_conditions,
 )
+from .changes import change_summary, protocol_change
 from .comparisons import (
     RANDOMIZED_TRAIN_SEED_OFFSET,
     RANDOMIZED_VAL_SEED_OFFSET,
@@ -51,6 +54,7 @@ from .scores import (
     best_architecture,
     best_strength,
     pool_scores,
+    robust_tables,
     robustness_tables,
     source_scores,
 )
@@ -75,6 +79,8 @@ __all__ = [
     "long_pairs",
     "robustness_pairs",
     "shared_conditions",
+    "change_summary",
+    "protocol_change",
     "object_counts",
     "object_scores",
     "predicted_instances",
@@ -103,6 +109,7 @@ __all__ = [
     "randomized_candidates",
     "rank_agreement",
     "ranking_table",
+    "robust_tables",
     "robustness_tables",
     "sim_to_real_bar",
     "source_scores",

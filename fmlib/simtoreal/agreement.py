@@ -9,7 +9,8 @@ permutation p-value and a verdict):
 
 - corruption robustness: mean corrupted IoU (absolute, the headline), the paper's ratio of
   corrupted to clean IoU beside it;
-- adversarial robustness: mean IoU under an attack (PGD), the ratio to clean IoU beside it.
+- adversarial robustness: mean IoU under an attack (the chapter passes the attack ensemble's robust
+  IoU, `attack="ensemble"`, the score the study ranks on), the ratio to clean IoU beside it.
 
 Whether models rank alike by clean IoU (`ranking_table`) is another question, the clean-IoU
 agreement, reported apart under that name. The synthetic side is the study's first training seed:

@@ -147,6 +147,21 @@ def test_a_fully_fooled_image_is_not_attacked_further():
     assert (_iou(threshold, adv, y) == 0).all()
 
 
+def test_a_model_that_fails_every_clean_image_leaves_nothing_to_attack():
+    # A model that segments nothing has IoU 0 before any attack: no member runs, the images come back
+    # unchanged, and the (empty) table still selects its worst rows.
+    blind = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        blind.weight.fill_(0.0)
+        blind.bias.fill_(-5.0)
+    test = make_dataset("nuclei", 2, 64, seed=5)
+    x = torch.from_numpy(test.images[:, None])
+    y = torch.from_numpy(test.masks[:, None].astype(np.float32))
+    adv, table = worst_case(blind, x, y, EPS, steps=2)
+    assert torch.equal(adv, x) and table.empty and table.worst.dtype == bool
+    assert table[table.worst].columns.tolist() == ["image", "member", "iou", "worst"]
+
+
 def test_evaluate_attack_reports_the_ensemble_and_transfers(trained):
     model, x, y = trained
     images, masks = x[:, 0].numpy(), y[:, 0].numpy()

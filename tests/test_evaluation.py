@@ -96,3 +96,18 @@ def test_the_robust_table_keeps_each_apgd_runs_iou_against_its_iterations(model,
         assert (np.diff(curve.sort_values("iteration").iou.to_numpy()) <= 1e-9).all()
     with pytest.raises(ValueError, match="apgd_trace"):
         strength.iteration_curves(table.drop(columns="apgd_trace"))
+
+
+def test_the_robust_table_of_a_model_that_fails_every_clean_image_is_its_clean_score():
+    import torch
+
+    from fmlib import evaluation, profiles
+    from fmlib.synthesis import make_dataset
+
+    blind = torch.nn.Conv2d(1, 1, 1)  # segments nothing: IoU 0 before any attack, so nothing to attack
+    with torch.no_grad():
+        blind.weight.fill_(0.0)
+        blind.bias.fill_(-5.0)
+    cfg = profiles.resolve("smoke", ensemble_eps_255=[8], n_attack_images=2, ensemble_steps=2, attack_steps=2)
+    table = evaluation.robust_table(cfg, blind, make_dataset("nuclei", 2, 64, seed=1))
+    assert (table.iou == 0).all() and (table.member == "clean").all() and table.converged.all()

@@ -111,6 +111,9 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
             if lower[k]:
                 winner[i] = name
     table = pd.DataFrame(rows, columns=["image", "member", "iou"])
-    table["worst"] = [winner[i] == m for i, m in zip(table.image, table.member)]
+    # bool even when no member ran (every image already at IoU 0): an empty object column would not
+    # select rows
+    table["worst"] = pd.Series([winner[i] == m for i, m in zip(table.image, table.member)], index=table.index,
+                               dtype=bool)
     table.attrs["traces"] = traces
     return best, table

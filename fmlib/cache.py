@@ -42,10 +42,9 @@ def _module_file(package: Path, dotted: list[str]) -> str | None:
     return None
 
 
-def imported_modules(tree: ast.AST, package: Path = PACKAGE, current: Iterable[str] = ()) -> set[str]:
-    """The ``fmlib`` modules that the statements of `tree` import, anywhere (function-local imports
-    too), with the ``__init__.py`` of every package on the way, as paths relative to `package`.
-    `current` is the dotted package of the module `tree` comes from, for relative imports."""
+def _imports(tree: ast.AST, package: Path, current: Iterable[str]) -> tuple[set[str], set[str]]:
+    """The ``fmlib`` modules that the statements of `tree` import, as (targets, packages on the way):
+    ``from .a.b import f`` targets ``a/b.py`` and passes ``a/__init__.py`` on the way."""
     current = list(current)
     targets: list[list[str]] = []
     for node in ast.walk(tree):
@@ -62,14 +61,22 @@ def imported_modules(tree: ast.AST, package: Path = PACKAGE, current: Iterable[s
             targets.append(base)
             # ``from fmlib import realdata`` imports a module; ``from fmlib.x import name`` an attribute.
             targets += [base + [alias.name] for alias in node.names]
-    found = set()
+    found, passed = set(), set()
     for dotted in targets:
         dotted = [part for part in dotted if part]
         for depth in range(len(dotted) + 1):  # the packages on the way are imported too
             name = _module_file(package, dotted[:depth])
             if name is not None:
-                found.add(name)
-    return found
+                (found if depth == len(dotted) else passed).add(name)
+    return found, passed - found
+
+
+def imported_modules(tree: ast.AST, package: Path = PACKAGE, current: Iterable[str] = ()) -> set[str]:
+    """The ``fmlib`` modules that the statements of `tree` import, anywhere (function-local imports
+    too), with the ``__init__.py`` of every package on the way, as paths relative to `package`.
+    `current` is the dotted package of the module `tree` comes from, for relative imports."""
+    found, passed = _imports(tree, package, current)
+    return found | passed
 
 
 def _stamp(path: Path) -> tuple:
@@ -78,10 +85,11 @@ def _stamp(path: Path) -> tuple:
 
 
 @functools.lru_cache(maxsize=1024)
-def _module_imports(package: Path, name: str, stamp: tuple) -> frozenset[str]:
-    """`imported_modules` of one module file, parsed once per version of the file (`stamp`)."""
+def _module_imports(package: Path, name: str, stamp: tuple) -> tuple[frozenset[str], frozenset[str]]:
+    """`_imports` of one module file, parsed once per version of the file (`stamp`)."""
     current = name.split("/")[:-1]  # the package the module is in (for __init__.py: the package itself)
-    return frozenset(imported_modules(ast.parse((package / name).read_text()), package, current))
+    found, passed = _imports(ast.parse((package / name).read_text()), package, current)
+    return frozenset(found), frozenset(passed)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -91,16 +99,24 @@ def _file_digest(stamp: tuple) -> str:
 
 def module_closure(modules: Iterable[str], package: Path = PACKAGE) -> list[str]:
     """`modules` (paths relative to the package, such as ``"synthesis/optics.py"``) and every
-    ``fmlib`` module they import in turn, sorted; `UNHASHED_MODULES` are neither listed nor followed."""
+    ``fmlib`` module they import in turn, sorted; `UNHASHED_MODULES` are neither listed nor followed.
+
+    A package's ``__init__.py`` passed on the way to one of its modules (``from .attacks.gradient
+    import PGD``) is listed but its own imports are not followed: the modules it re-exports run only
+    for whoever imports them (no ``fmlib`` module acts at import time), so a change to the attack
+    ensemble does not re-key a trained model that uses PGD alone. An ``__init__.py`` that is itself
+    imported from (``from .attacks import PGD``) is followed, as any module."""
     package = Path(package).resolve()
     pending = {m for m in modules if not _unhashed(m)}
-    seen: set[str] = set()
+    followed: set[str] = set()
+    passed: set[str] = set()
     while pending:
         name = pending.pop()
-        seen.add(name)
-        imports = _module_imports(package, name, _stamp(package / name))
-        pending |= {m for m in imports if m not in seen and not _unhashed(m)}
-    return sorted(seen)
+        followed.add(name)
+        found, on_the_way = _module_imports(package, name, _stamp(package / name))
+        pending |= {m for m in found if m not in followed and not _unhashed(m)}
+        passed |= {m for m in on_the_way if not _unhashed(m)}
+    return sorted(followed | passed)
 
 
 def code_hash(modules: Iterable[str], package: Path = PACKAGE) -> str:

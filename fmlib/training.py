@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int, check_real
-from .attacks import PGD
+from .attacks.gradient import PGD  # the module itself: the ensemble is no input of a training
 from .cache import write_atomic
 from .inference import autocast, predict_scores, resolve_device
 

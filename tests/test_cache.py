@@ -11,6 +11,9 @@ def test_a_training_key_covers_every_module_a_trained_model_depends_on():
     # what only decides where and under which name results are stored is not part of a result
     assert not set(modules) & set(cache.UNHASHED_MODULES)
     assert "corruptions/__init__.py" not in modules and "realdata.py" not in modules
+    # training uses PGD alone: the ensemble that attacks/__init__.py re-exports is no input of a model
+    assert "attacks/gradient.py" in modules and "attacks/__init__.py" in modules
+    assert "attacks/ensemble.py" not in modules and "attacks/apgd.py" not in modules
 
 
 def test_an_evaluation_key_covers_the_metrics_corruptions_and_attacks():
@@ -56,3 +59,20 @@ def test_paths_follow_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("FMROBUST_ROOT", raising=False)
     with pytest.raises(paths.RootNotFoundError, match="FMROBUST_ROOT"):
         paths.find_root(tmp_path)
+
+
+def test_a_package_passed_on_the_way_is_hashed_but_its_re_exports_are_not_followed(tmp_path):
+    package = _package(tmp_path)
+    (package / "p").mkdir()
+    for name, text in {"__init__.py": "from .x import h\nfrom .y import k\n", "x.py": "h = 1\n",
+                       "y.py": "k = 2\n"}.items():
+        (package / "p" / name).write_text(text)
+    (package / "deep.py").write_text("from .p.y import k\n")  # y's module itself
+    (package / "flat.py").write_text("from .p import k\n")  # whatever p/__init__.py exports
+    assert cache.module_closure(["deep.py"], package) == ["__init__.py", "deep.py", "p/__init__.py", "p/y.py"]
+    assert "p/x.py" in cache.module_closure(["flat.py"], package)
+    key = cache.content_key({}, ["deep.py"], package=package)
+    (package / "p" / "x.py").write_text("h = 11\n")  # re-exported by p, not run by deep.py
+    assert cache.content_key({}, ["deep.py"], package=package) == key
+    (package / "p" / "__init__.py").write_text("from .y import k\n")  # the package itself changed
+    assert cache.content_key({}, ["deep.py"], package=package) != key

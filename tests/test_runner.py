@@ -177,10 +177,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="issues #19 and #20: APGD runs of the attack ensemble now go on while their IoU still "
-                          "falls (ensemble_max_steps), which re-keys the attack notebooks and those downstream, and "
-                          "the real-image claim's adversarial side ranks on the ensemble (notebook 07); the "
-                          "committed book is from commit 62d8347 until the standard re-run lands", strict=False)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

@@ -66,7 +66,8 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     """The robust IoU: per image of the first `cfg.n_attack_images` of `dataset` and budget of
     `cfg.ensemble_eps_255`, the worst case over the attack ensemble (`fmlib.attacks.worst_case`: FGSM, I-FGSM,
     PGD with `cfg.attack_steps`, and APGD on every loss with `cfg.ensemble_steps` iterations, run on to
-    at most `cfg.ensemble_max_steps` while its IoU still falls, and `cfg.ensemble_restarts` runs).
+    at most `cfg.ensemble_max_steps` while its IoU still falls, and `cfg.ensemble_restarts` runs of every
+    loss or of the best, `cfg.ensemble_restart_losses`).
 
     Columns: image, attack (``"ensemble"``), eps, eps_255, iou, dice, clean_iou, robustness (the
     paper's ratio), ``member`` (the attack that found the worst case, ``"clean"`` if none lowered the
@@ -118,6 +119,7 @@ def _worst_case(cfg, model, x, y, eps: float):
     lower IoU per image, with the member tables of both runs."""
     def run():
         return worst_case(model, x, y, eps, steps=cfg.ensemble_steps, restarts=cfg.ensemble_restarts,
+                          restart_losses=cfg.get("ensemble_restart_losses", "all"),
                           pgd_steps=cfg.attack_steps, seed=cfg.seed, max_steps=cfg.ensemble_max_steps)
 
     adv, members = run()

@@ -141,7 +141,7 @@ EVALUATIONS = ("clean", "corruption", "attack", "robust", "transfer")
 _EVALUATION_PARAMETERS = {"clean": ("mixed_precision",), "corruption": ("corruptions", "mixed_precision"),
                           "attack": ("attacks", "noise_baseline", "eps_255", "n_attack_images", "attack_steps"),
                           "robust": ("ensemble_eps_255", "n_attack_images", "attack_steps", "ensemble_steps",
-                                     "ensemble_max_steps", "ensemble_restarts"),
+                                     "ensemble_max_steps", "ensemble_restarts", "ensemble_restart_losses"),
                           "transfer": ("eps_255", "n_attack_images", "attack_steps")}
 _TEST_SET_PARAMETERS = ("n_test", "image_size", "seed")
 
@@ -169,27 +169,31 @@ def _frozen(value):
 
 def surrogate_for(cfg, training: TrainingJob) -> TrainingJob | None:
     """The model whose examples are transferred to `training`'s: ``cfg.transfer_surrogate`` trained
-    on the same structure (standard regime, first seed); for the surrogate itself, its second seed
-    (None where it has none: no transfer is measured)."""
+    on the same structure (standard regime, first seed); for the surrogate's own standard training,
+    its second seed (None where it has none: no transfer is measured). A defended model of the
+    surrogate's architecture is another model, so it gets the first seed's examples too."""
     name = cfg.get("transfer_surrogate")
     if name is None:
         return None
     seeds = seeds_for(cfg, training.structure)
-    seed = seeds[0] if name != training.model else (seeds[1] if len(seeds) > 1 else None)
+    itself = name == training.model and training.regime == "standard"
+    seed = seeds[0] if not itself else (seeds[1] if len(seeds) > 1 else None)
     return None if seed is None else _training_job(cfg, name, training.structure, "standard", seed)
 
 
 def evaluation_job(cfg, kind: str, training: TrainingJob) -> EvaluationJob:
     """The `kind` evaluation of `training`'s model under study configuration `cfg`. The attacks are
-    the grid's: every attack of `cfg` plus the random-sign noise baseline for standard training,
-    ``cfg.defense_attack`` alone for a defended regime (what the defenses notebook compares)."""
+    the grid's: every attack of `cfg` for standard training; for a defended regime
+    ``cfg.defense_attack`` (what the defenses notebook compares) and FGSM, the single step that
+    exposes a defense that only masks gradients. Both get the random-sign noise baseline."""
     check_choice("kind", kind, EVALUATIONS)
     values = {name: cfg.get(name) for name in (*_TEST_SET_PARAMETERS, *_EVALUATION_PARAMETERS[kind])}
     if "mixed_precision" in values:
         values["mixed_precision"] = bool(values["mixed_precision"])
     if kind == "attack":
         standard = training.regime == "standard"
-        values.update(attacks=list(cfg.attacks) if standard else [cfg.defense_attack], noise_baseline=standard)
+        defended = ["fgsm", *([cfg.defense_attack] if cfg.defense_attack != "fgsm" else [])]
+        values.update(attacks=list(cfg.attacks) if standard else defended, noise_baseline=True)
     surrogate = surrogate_for(cfg, training) if kind == "transfer" else None
     if kind == "transfer" and surrogate is None:
         raise ValueError(f"kind: no transfer surrogate for {training.model!r} on {training.structure!r} "
@@ -199,13 +203,14 @@ def evaluation_job(cfg, kind: str, training: TrainingJob) -> EvaluationJob:
 
 def evaluation_jobs(cfg) -> list[EvaluationJob]:
     """Every evaluation of the grid, in a fixed order (that of `training_jobs`): clean scores,
-    corruptions and the robust IoU of every trained model; the paper's attacks on the first seed of
-    each; examples transferred from the surrogate on the first seed of standard training."""
+    corruptions and the robust IoU of every trained model; on the first seed of each, the attacks
+    (`evaluation_job`) and the examples transferred from the surrogate: the strength checks of the
+    robust IoU, for defended models as for standard ones."""
     jobs = []
     for job in training_jobs(cfg):
         first = job.seed == seeds_for(cfg, job.structure)[0]
         kinds = ["clean", "corruption", *(["attack"] if first else []), "robust"]
-        if first and job.regime == "standard" and surrogate_for(cfg, job) is not None:
+        if first and surrogate_for(cfg, job) is not None:
             kinds.append("transfer")
         jobs += [evaluation_job(cfg, kind, job) for kind in kinds]
     return jobs

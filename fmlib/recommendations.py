@@ -34,6 +34,7 @@ from .findings import (
     judge,
 )
 from .rankings import seed_averaged_changes
+from .strength import MASKING
 from .realdata import REAL_TEST_SOURCES
 
 __all__ = ["ALPHA", "NAN", "SCORECARD", "Finding", "attainable_holm_p", "evaluate_rules", "judge",
@@ -48,8 +49,12 @@ def _against_standard(table, regime: str):
     return (table[regime] - table["standard"]).to_numpy()
 
 
+#: The verdict of a finding on adversarial training whose defended models failed the attack checks.
+UNCHECKED_DEFENSE = "not established: the attack checks fail on defended models"
+
+
 def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=None, clean_scores=None,
-                   n_boot: int = 2000, seed: int = 0) -> list[Finding]:
+                   defense_checks=None, n_boot: int = 2000, seed: int = 0) -> list[Finding]:
     """Evaluate every rule, then correct and judge them together (`judge`).
 
     Parameters
@@ -71,6 +76,12 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=
     clean_scores : DataFrame, optional
         Clean test IoU per model and structure under standard training, with each model's output
         stride (columns ``model``, ``structure``, ``iou``, ``output_stride``). Adds the output-stride rule.
+    defense_checks : DataFrame, optional
+        The attack ensemble's strength checks on the defended models (`fmlib.strength.ensemble_checks`
+        by model, structure and regime: ``regime``, ``verdict``, ``apgd_converged``). Where any
+        adversarially trained model is suspected of gradient masking, or APGD had not converged on it,
+        its robust IoU is only an upper bound, so a gain of robust IoU from adversarial training is
+        not called supported: `UNCHECKED_DEFENSE`.
     """
     s = models_summary
     findings = []
@@ -134,7 +145,18 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=
         findings.append(_randomization_rule(real_scores, single_scores, n_boot, seed))
     if clean_scores is not None:
         findings.append(_output_stride_rule(clean_scores, n_boot, seed))
-    return judge(findings)
+    findings = judge(findings)
+    if defense_checks is not None and _defense_unchecked(defense_checks, "adversarial"):
+        for f in findings:
+            if f.key in ("adversarial_training", "adversarial_training_ratio") and f.verdict == "supported":
+                f.verdict = UNCHECKED_DEFENSE
+    return findings
+
+
+def _defense_unchecked(checks: pd.DataFrame, regime: str) -> bool:
+    """Whether any `regime` model fails the attack checks: masking suspected or APGD not converged."""
+    rows = checks[checks.regime == regime]
+    return bool((rows.verdict == MASKING).any() or (~rows.apgd_converged.astype(bool)).any())
 
 
 def _output_stride_rule(clean_scores, n_boot: int, seed: int, thin: str = "er", compact: str = "nuclei") -> Finding:

@@ -124,6 +124,67 @@ def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", 
     return pd.DataFrame(rows)
 
 
+def ensemble_checks(attacks: pd.DataFrame, robust: pd.DataFrame, *, by: Sequence[str] = ("model", "structure"),
+                    tol: float = 0.01) -> pd.DataFrame:
+    """The strength checks of the ensemble's robust IoU per group of `by`: `diagnose` with the
+    ensemble as the white-box attack, APGD's convergence, and what APGD added to the paper's attacks.
+
+    Parameters
+    ----------
+    attacks : DataFrame
+        The weaker attacks on the same models and images, one row per image, attack and budget
+        (columns ``attack``, ``eps_255``, ``image``, ``iou`` and those of `by`): one FGSM step, random
+        noise, the transfer, and where run I-FGSM and PGD (`fmlib.evaluation.attack_table`,
+        `fmlib.evaluation.transfer_table`).
+    robust : DataFrame
+        `fmlib.evaluation.robust_table` rows of the same models (one training seed).
+    by : sequence of str
+        The groups, e.g. model and structure, or model, structure and regime.
+    tol : float
+        IoU by which a weaker attack must beat the ensemble to count (`diagnose`).
+
+    Returns
+    -------
+    DataFrame
+        One row per group: the columns of `diagnose`, ``apgd_converged`` (every APGD run's curve had
+        flattened), ``apgd_tail_drop``, ``apgd_steps``, ``ensemble_gain`` (mean IoU that the ensemble
+        took below the paper's attacks) and ``pgd_verdict`` (the same checks of PGD alone; None where
+        PGD was not run) and ``clean_iou``.
+
+    Examples
+    --------
+    >>> weak = pd.DataFrame({"model": "m", "attack": ["fgsm", "noise"], "eps_255": 8.0, "image": 0,
+    ...                      "iou": [0.5, 0.9]})
+    >>> strong = pd.DataFrame({"model": ["m"], "attack": "ensemble", "eps_255": 8.0, "image": 0, "iou": 0.4,
+    ...                        "clean_iou": 0.95, "paper_attacks_iou": 0.5, "converged": True,
+    ...                        "tail_drop": 0.0, "apgd_steps": 100})
+    >>> ensemble_checks(weak, strong, by=["model"])[["verdict", "apgd_converged", "ensemble_gain"]].values.tolist()
+    [['passes', True, 0.09999999999999998]]
+    """
+    by = list(by)
+    missing = {"attack", "eps_255", "image", "iou", *by} - set(attacks.columns)
+    if missing:
+        raise ValueError(f"attacks: no column(s) {sorted(missing)}")
+    missing = {"eps_255", "image", "iou", "clean_iou", "paper_attacks_iou", "converged", "tail_drop", "apgd_steps",
+               *by} - set(robust.columns)
+    if missing:
+        raise ValueError(f"robust: no column(s) {sorted(missing)} (rows of fmlib.evaluation.robust_table)")
+    columns = [*by, "attack", "eps_255", "image", "iou"]
+    every = pd.concat([attacks[columns], robust.assign(attack="ensemble")[columns]], ignore_index=True)
+    checks = diagnose(every, white_box="ensemble", single_step="fgsm", iterative=("ifgsm", "pgd"), by=by, tol=tol)
+    summary = robust.assign(gain=robust.paper_attacks_iou - robust.iou).groupby(by).agg(
+        apgd_converged=("converged", "all"), apgd_tail_drop=("tail_drop", "max"), apgd_steps=("apgd_steps", "max"),
+        ensemble_gain=("gain", "mean")).reset_index()
+    checks = checks.merge(summary, on=by)
+    if (attacks.attack == "pgd").any():
+        pgd = diagnose(every, white_box="pgd", single_step="fgsm", iterative=("ifgsm",), by=by, tol=tol)
+        checks = checks.merge(pgd[[*by, "verdict"]].rename(columns={"verdict": "pgd_verdict"}), on=by, how="left")
+    else:
+        checks["pgd_verdict"] = None
+    clean = robust.groupby(by).clean_iou.mean().rename("clean_iou").reset_index()
+    return checks.merge(clean, on=by)
+
+
 def constant_prediction_iou(masks) -> float:
     """The mean IoU over `masks` (N, H, W) of the best constant prediction: every pixel foreground
     (IoU = the foreground fraction of each mask) or none (IoU 0). A model whose clean IoU is no

@@ -132,6 +132,29 @@ def test_the_ensemble_is_the_per_image_worst_case_of_its_members(trained):
     assert table.groupby("image").worst.sum().le(1).all()  # one winner per image at most
 
 
+def test_random_restarts_of_the_best_loss_only_run_last_on_the_loss_that_won_most(trained):
+    model, x, y = trained
+    adv, table = worst_case(model, x, y, EPS, steps=5, restarts=3, pgd_steps=5, restart_losses="best")
+    clean_start = [m for m in table.member.unique() if m.startswith("apgd-") and "-r" not in m]
+    restarts = [m for m in table.member.unique() if "-r" in m]
+    assert len(clean_start) == len(LOSSES)  # every loss once from the clean image
+    assert len(restarts) == 2  # restarts 1 and 2, of one loss
+    loss = restarts[0].removeprefix("apgd-").rsplit("-r", 1)[0]
+    assert restarts == [f"apgd-{loss}-r1", f"apgd-{loss}-r2"] and f"apgd-{loss}" in clean_start
+    assert list(table.member.unique())[-2:] == restarts  # run after every clean-start run
+    per_member = table.groupby("image").iou.min().reindex(range(len(x)))
+    assert (_iou(model, adv, y) <= per_member.fillna(1.0).to_numpy() + 1e-9).all()  # still the worst case
+    with pytest.raises(ValueError, match="restart_losses"):
+        worst_case(model, x, y, EPS, steps=2, restart_losses="worst")
+
+
+def test_the_best_loss_is_the_one_with_most_worst_cases():
+    from fmlib.attacks.ensemble import _best_loss
+    assert _best_loss(["apgd-jaccard", "apgd-bce", "apgd-jaccard", "fgsm"], ("bce", "jaccard", "segpgd")) == "jaccard"
+    assert _best_loss(["apgd-segpgd", "apgd-bce"], ("bce", "jaccard", "segpgd")) == "bce"  # a tie: the earlier
+    assert _best_loss(["clean", "pgd"], ("bce", "jaccard", "segpgd")) == "bce"  # no APGD win at all
+
+
 def test_a_fully_fooled_image_is_not_attacked_further():
     # A pixel threshold at 0.3: one FGSM step of 0.9 darkens every foreground pixel below it (IoU 0).
     threshold = torch.nn.Conv2d(1, 1, 1)

@@ -39,15 +39,19 @@ def test_every_trained_model_gets_its_evaluations_with_its_regimes_attacks():
     # (unet3 itself here) transfers to itself from its second seed, which only nuclei has
     assert kinds[("nuclei", "standard", 0)] == ["clean", "corruption", "attack", "robust", "transfer"]
     assert kinds[("nuclei", "standard", 1)] == ["clean", "corruption", "robust"]
-    assert kinds[("nuclei", "adversarial", 0)] == ["clean", "corruption", "attack", "robust"]
+    # a defended model gets the strength checks too: one FGSM step, noise and the transfer
+    assert kinds[("nuclei", "adversarial", 0)] == ["clean", "corruption", "attack", "robust", "transfer"]
+    assert kinds[("nuclei", "adversarial", 1)] == ["clean", "corruption", "robust"]
     assert kinds[("er", "standard", 0)] == ["clean", "corruption", "attack", "robust"]
-    transfer = next(j for j in jobs if j.kind == "transfer")
-    assert (transfer.surrogate.model, transfer.surrogate.seed) == ("unet3", 1)
+    transfer = {j.training.regime: j for j in jobs if j.kind == "transfer"}
+    assert (transfer["standard"].surrogate.model, transfer["standard"].surrogate.seed) == ("unet3", 1)
+    # the adversarially trained unet3 is another model than the surrogate: first seed's examples
+    assert (transfer["adversarial"].surrogate.regime, transfer["adversarial"].surrogate.seed) == ("standard", 0)
     attacks = {(j.training.structure, j.training.regime): dict(j.parameters) for j in jobs if j.kind == "attack"}
     assert attacks[("er", "standard")]["attacks"] == tuple(cfg.attacks)
     assert attacks[("er", "standard")]["noise_baseline"]
-    assert attacks[("nuclei", "adversarial")]["attacks"] == (cfg.defense_attack,)
-    assert not attacks[("nuclei", "adversarial")]["noise_baseline"]
+    assert attacks[("nuclei", "adversarial")]["attacks"] == ("fgsm", cfg.defense_attack)
+    assert attacks[("nuclei", "adversarial")]["noise_baseline"]
     with pytest.raises(ValueError, match="kind"):
         grid.evaluation_job(cfg, "robustness", grid.training_jobs(cfg)[0])
     with pytest.raises(ValueError, match="kind: no transfer surrogate"):
@@ -126,8 +130,9 @@ def test_a_robust_evaluation_is_the_ensembles_worst_case_with_its_evidence(train
     assert len(table) == 2 * cfg.n_attack_images
     assert (table.iou <= table.paper_attacks_iou + 1e-9).all()  # never weaker than the paper's attacks
     assert (table.iou <= table.clean_iou + 1e-9).all()
-    assert table.converged.dtype == bool and set(table.member) <= {"clean", "fgsm", "ifgsm", "pgd", "apgd-bce",
-                                                                   "apgd-jaccard", "apgd-segpgd"}
+    apgd = {f"apgd-{loss}" for loss in ("bce", "jaccard", "segpgd")}
+    restarts = {f"{m}-r1" for m in apgd}  # the smoke profile's random restart, of one loss
+    assert table.converged.dtype == bool and set(table.member) <= {"clean", "fgsm", "ifgsm", "pgd", *apgd, *restarts}
     # how far APGD still fell at the end: non-negative up to rounding, and within the tolerance where converged
     assert (table.tail_drop >= -1e-9).all() and (table.tail_drop[table.converged] <= 0.01 + 1e-9).all()
 

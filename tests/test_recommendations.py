@@ -177,3 +177,17 @@ def test_the_findings_and_recommendations_docstring_examples_hold():
     from fmlib import findings
 
     assert doctest.testmod(findings).failed == 0 and doctest.testmod(recommendations).failed == 0
+
+
+def test_adversarial_training_is_not_called_supported_where_its_models_fail_the_attack_checks():
+    checks = pd.DataFrame({"model": ["m0", "m1", "m0"], "structure": "nuclei",
+                           "regime": ["adversarial", "adversarial", "noise"],
+                           "verdict": ["passes", "passes", "gradient masking suspected"], "apgd_converged": True})
+    found = _by_key(recommendations.evaluate_rules(_models(), _defenses(n=12), defense_checks=checks, n_boot=300))
+    assert found["adversarial_training"].verdict == "supported"  # masking on a noise-trained model only
+    for failing in (dict(verdict=["gradient masking suspected", "passes", "passes"]),
+                    dict(apgd_converged=[True, False, True])):
+        found = _by_key(recommendations.evaluate_rules(_models(), _defenses(n=12), defense_checks=checks.assign(
+            **failing), n_boot=300))
+        assert found["adversarial_training"].verdict == recommendations.UNCHECKED_DEFENSE
+        assert found["noise_augmentation"].verdict == "supported"  # the other findings keep theirs

@@ -375,3 +375,20 @@ def test_object_scores_of_a_pool_and_the_baseline_say_who_labelled_each_source()
     assert (found.fp == 0).all() and (found.fn == 0).all() and found.tp.sum() > 0
     assert oracle[oracle.method == simtoreal.BASELINE].fp.sum() == counts[
         (counts.method == simtoreal.BASELINE) & (counts.source == "dsb2018")].fp.sum()
+
+
+def test_the_median_architecture_as_objects_against_the_baseline():
+    rows = [{"source": src, "method": m, "regime": "standard", "metric": "f1", "threshold": 0.5, "estimate": v,
+             "ci_low": v - 0.05, "ci_high": v + 0.05} for src in ("dsb2018", "other")
+            for m, v in zip("abcd", (0.55, 0.70, 0.74, 0.80))]
+    rows += [{"source": "dsb2018", "method": simtoreal.BASELINE, "regime": simtoreal.BASELINE_REGIME, "metric": "f1",
+              "threshold": 0.5, "estimate": 0.73, "ci_low": 0.68, "ci_high": 0.78},
+             {"source": "dsb2018", "method": "a", "regime": "standard", "metric": "f1", "threshold": 0.75,
+              "estimate": 0.99, "ci_low": 0.9, "ci_high": 1.0}]
+    out = simtoreal.median_against_baseline(pd.DataFrame(rows), source="dsb2018")
+    assert out["median"] == pytest.approx(0.72) and out["baseline"] == 0.73  # the other threshold is not mixed in
+    assert (out["n_above"], out["n_methods"], out["baseline_low"], out["verdict"]) == (2, 4, 0.68, "within")
+    with pytest.raises(ValueError, match="one 'otsu_watershed' row"):
+        simtoreal.median_against_baseline(pd.DataFrame(rows), source="other")
+    with pytest.raises(ValueError, match="metric"):
+        simtoreal.median_against_baseline(pd.DataFrame(rows), source="dsb2018", metric="iou")

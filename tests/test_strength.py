@@ -82,3 +82,29 @@ def test_a_model_no_better_than_a_constant_prediction_is_degenerate_and_outranks
     assert strength.attack_check(rows).attack_check.tolist() == [strength.DEGENERATE]
     with pytest.raises(ValueError, match="masks"):
         strength.constant_prediction_iou(np.zeros((4, 4)))
+
+
+def _robust(iou, *, converged=True, paper=0.6, clean=0.9):
+    """Robust-table rows of model m at eps 2, 8, 32 (the ensemble's worst case), two images each."""
+    return pd.DataFrame([{"model": "m", "regime": "adversarial", "eps_255": e, "image": i, "iou": v, "clean_iou": clean,
+                          "paper_attacks_iou": paper, "converged": converged, "tail_drop": 0.0 if converged else 0.05,
+                          "apgd_steps": 100} for e, v in zip((2, 8, 32), iou) for i in range(2)])
+
+
+def test_ensemble_checks_flag_a_defended_model_whose_transfer_or_single_step_beats_the_ensemble():
+    weak = {"fgsm": [0.7, 0.6, 0.5], "noise": [0.9, 0.9, 0.85], "transfer": [0.8, 0.7, 0.6]}
+    row = strength.ensemble_checks(_table(weak).assign(regime="adversarial"), _robust([0.5, 0.3, 0.1]),
+                                   by=("model", "regime")).iloc[0]
+    assert row.verdict == strength.PASSES and row.apgd_converged and row.clean_iou == 0.9
+    assert row.ensemble_gain == pytest.approx(np.mean([0.1, 0.3, 0.5]))
+    assert row.pgd_verdict is None  # PGD was not among the attacks: its own checks were not run
+    for attack in ("fgsm", "transfer"):  # a weaker attack that wins: masking, whatever APGD's convergence
+        masked = _table(dict(weak, **{attack: [0.2, 0.05, 0.0]})).assign(regime="adversarial")
+        row = strength.ensemble_checks(masked, _robust([0.5, 0.3, 0.1]), by=("model", "regime")).iloc[0]
+        assert row.verdict == strength.MASKING
+    row = strength.ensemble_checks(_table(dict(weak, pgd=[0.75, 0.7, 0.65])).assign(regime="adversarial"),
+                                   _robust([0.5, 0.3, 0.1], converged=False), by=("model", "regime")).iloc[0]
+    assert not row.apgd_converged and row.pgd_verdict == strength.MASKING  # one FGSM step beat PGD
+    assert strength.attack_check(pd.DataFrame([row]), by=("model",)).attack_check.iloc[0] == strength.NOT_CONVERGED
+    with pytest.raises(ValueError, match="robust: no column"):
+        strength.ensemble_checks(_table(weak), _robust([0.5, 0.3, 0.1]).drop(columns="converged"), by=("model",))

@@ -128,7 +128,7 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
     summary["robust_iou"] = robust.iou.mean() if robust is not None else float("nan")
     parameters = {k: cfg[k] for k in ("profile", "seed", "image_size", "n_test", "n_attack_images", "attack_steps",
                                       "corruptions", "attacks", "eps_255", "ensemble_steps", "ensemble_max_steps",
-                                      "ensemble_restarts", "ensemble_eps_255")}
+                                      "ensemble_restarts", "ensemble_restart_losses", "ensemble_eps_255")}
     parameters.update(output=output, in_channels=in_channels, normalization=normalization, ensemble=ensemble)
     return AssayResult(name, structure, cfg.profile, clean, corruption, adversarial, summary, parameters, adapted,
                        test, real, robust, cancelled)

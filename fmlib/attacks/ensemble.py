@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from .._checks import check_int
+from .._checks import check_choice, check_int
 from ..inference import model_device, predict_scores
 from .apgd import APGD, LOSSES
 from .base import check_inputs
@@ -27,6 +27,8 @@ from .gradient import FGSM, IFGSM, PGD
 
 #: The paper's attacks, run first: cheap, and what the ensemble must never be weaker than.
 BASELINE_MEMBERS = ("fgsm", "ifgsm", "pgd")
+#: Which losses get the random restarts of `worst_case`: every one, or only the one that won most images.
+RESTART_LOSSES = ("all", "best")
 
 
 def members(eps: float, *, steps: int = 50, losses: Sequence[str] = tuple(LOSSES), restarts: int = 1,
@@ -52,6 +54,13 @@ def _build(model, name: str, eps: float, spec: dict, seed: int):
     return APGD(model, eps, **spec)
 
 
+def _best_loss(winners: Sequence[str], losses: Sequence[str]) -> str:
+    """The APGD loss whose clean-start run holds the most of the per-image worst cases `winners`
+    (ties, and no APGD win at all, go to the earlier loss of `losses`)."""
+    wins = {loss: sum(w == f"apgd-{loss}" for w in winners) for loss in losses}
+    return max(losses, key=lambda loss: (wins[loss], -list(losses).index(loss)))
+
+
 def continue_until_converged(attacker: APGD, images: torch.Tensor, masks: torch.Tensor, adversarial: torch.Tensor,
                              trace: list[float], max_steps: int) -> tuple[torch.Tensor, list[float]]:
     """Run an APGD attack on from where it stopped while its IoU curve `trace` (from iteration 0) is
@@ -71,11 +80,17 @@ def continue_until_converged(attacker: APGD, images: torch.Tensor, masks: torch.
 
 def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int = 50,
                losses: Sequence[str] = tuple(LOSSES), restarts: int = 1, pgd_steps: int = 10, norm: str = "linf",
-               seed: int = 0, max_steps: int | None = None) -> tuple[torch.Tensor, pd.DataFrame]:
+               seed: int = 0, max_steps: int | None = None,
+               restart_losses: str = "all") -> tuple[torch.Tensor, pd.DataFrame]:
     """The per-image worst case over the ensemble (`members`) at budget `eps`.
 
     Each APGD run has `steps` iterations, and one whose IoU curve has not flattened by then runs on
     (`continue_until_converged`) up to `max_steps` in all (default `steps`: no continuation).
+
+    `restarts` APGD runs per loss, the first from the clean image and the others from random points
+    of the budget ball: for every loss (`restart_losses` ``"all"``), or, to halve what restarts cost
+    on a CPU, only for the loss whose run found the most of the worst cases so far (``"best"``: the
+    random restarts run last, on that loss alone; ties go to the earlier loss of `losses`).
 
     Returns the adversarial images (N, 1, H, W) and a table with one row per image and member that
     ran on it: ``image``, ``member``, ``iou`` (that member's attacked IoU) and ``worst`` (whether it is
@@ -86,14 +101,25 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
     max_steps = check_int("max_steps", steps if max_steps is None else max_steps, low=1)
     if max_steps < steps:
         raise ValueError(f"max_steps: expected at least steps={steps}, got {max_steps}")
+    check_choice("restart_losses", restart_losses, RESTART_LOSSES)
+    restarts = check_int("restarts", restarts, low=1)
     x, y = check_inputs(images, masks)
     device = model_device(model)
     best = x.clone()
     best_iou = torch.as_tensor(predict_scores(model, x, y)["iou"])
     winner = ["clean"] * len(x)
     rows, traces = [], {}
-    for name, spec in members(eps, steps=steps, losses=losses, restarts=restarts, pgd_steps=pgd_steps, norm=norm,
-                              seed=seed):
+    every_loss = restart_losses == "all"
+    planned = members(eps, steps=steps, losses=losses, restarts=restarts if every_loss else 1, pgd_steps=pgd_steps,
+                      norm=norm, seed=seed)
+    late = [] if every_loss else list(range(1, restarts))  # the random restarts of the best loss, run last
+    while planned or late:
+        if not planned:  # the clean-start runs are done: restart the loss that won most images
+            loss = _best_loss(winner, losses)
+            planned = [(f"apgd-{loss}-r{r}", {"loss": loss, "steps": steps, "norm": norm, "random_start": True,
+                                               "seed": seed + r}) for r in late]
+            late = []
+        name, spec = planned.pop(0)
         idx = (best_iou > 0).nonzero().flatten()
         if not len(idx):
             break

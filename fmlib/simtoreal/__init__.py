@@ -46,7 +46,7 @@ from .comparisons import (
     fit_real_reference,
     randomized_candidates,
 )
-from .objects import object_counts, object_scores, predicted_instances
+from .objects import median_against_baseline, object_counts, object_scores, predicted_instances
 from .scores import (
     BASELINE,
     BASELINE_REGIME,
@@ -81,6 +81,7 @@ __all__ = [
     "shared_conditions",
     "change_summary",
     "protocol_change",
+    "median_against_baseline",
     "object_counts",
     "object_scores",
     "predicted_instances",

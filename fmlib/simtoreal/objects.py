@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._checks import check_choice
 from ..inference import predict
 from ..instances import DSB_THRESHOLDS, instance_table, split_touching, summarize
 from ..realdata import Tiles, labelling, otsu_watershed
@@ -54,3 +55,38 @@ def object_scores(counts: pd.DataFrame, *, by: Sequence[str] = ("source", "label
     return pd.concat([summarize(group, n_boot=n_boot, seed=seed).assign(**dict(zip(by, key)))
                       for key, group in counts.groupby(by, sort=False)], ignore_index=True)[
         [*by, "metric", "threshold", "estimate", "ci_low", "ci_high", "n_true", "n_pred"]]
+
+
+def median_against_baseline(scores: pd.DataFrame, *, source: str, metric: str = "f1", threshold: float | None = 0.5,
+                            regime: str = "standard", baseline: str = BASELINE) -> dict[str, float]:
+    """The median over the `regime` methods of one object score (`object_scores`: `metric` at
+    `threshold`; None for the average precision) on `source`, against the `baseline`'s, and how many
+    methods score above the baseline.
+
+    Returns a dict: ``median``, ``baseline`` (with ``baseline_low``, ``baseline_high``, its CI that
+    resamples objects), ``n_above`` and ``n_methods``, and ``verdict``: whether the median lies
+    ``"above"``, ``"below"`` or ``"within"`` the baseline's CI.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({"source": "s", "method": ["a", "b", "c", BASELINE], "regime": ["standard"] * 3 + ["-"],
+    ...                        "metric": "f1", "threshold": 0.5, "estimate": [0.6, 0.7, 0.9, 0.75],
+    ...                        "ci_low": 0.0, "ci_high": 1.0})
+    >>> median_against_baseline(scores, source="s")["median"], median_against_baseline(scores, source="s")["n_above"]
+    (0.7, 1)
+    """
+    check_choice("metric", metric, ("f1", "ap"))
+    rows = scores[(scores.source == source) & (scores.metric == metric)]
+    if threshold is not None:
+        rows = rows[np.isclose(rows.threshold.astype(float), threshold)]
+    methods = rows[rows.regime == regime]
+    reference = rows[rows.method == baseline]
+    if methods.empty or len(reference) != 1:
+        raise ValueError(f"scores: expected {regime!r} methods and one {baseline!r} row for {metric} on {source!r} "
+                         f"(threshold {threshold}), got {len(methods)} and {len(reference)}")
+    base = reference.iloc[0]
+    median = float(methods.estimate.median())
+    verdict = "above" if median > base.ci_high else "below" if median < base.ci_low else "within"
+    return {"median": median, "verdict": verdict, "baseline": float(base.estimate),
+            "baseline_low": float(base.ci_low), "baseline_high": float(base.ci_high),
+            "n_above": int((methods.estimate > base.estimate).sum()), "n_methods": len(methods)}

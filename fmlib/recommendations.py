@@ -34,8 +34,8 @@ from .findings import (
     judge,
 )
 from .rankings import seed_averaged_changes
-from .strength import MASKING
 from .realdata import REAL_TEST_SOURCES
+from .strength import MASKING
 
 __all__ = ["ALPHA", "NAN", "SCORECARD", "Finding", "attainable_holm_p", "evaluate_rules", "judge",
            "randomization_pairs", "scorecard"]

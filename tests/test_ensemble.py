@@ -128,7 +128,7 @@ def test_the_ensemble_is_the_per_image_worst_case_of_its_members(trained):
         assert worst[image] <= row.min() + 1e-9  # no member does better than the ensemble
     alone = {name: _iou(model, create_attack(name, model, EPS)(x, y), y) for name in ("fgsm", "ifgsm", "pgd")}
     assert alone["pgd"].mean() < alone["fgsm"].mean()  # the premise: a model on which PGD beats one FGSM step
-    for name, iou in alone.items():  # nor does any of the paper's attacks run alone
+    for iou in alone.values():  # nor does any of the paper's attacks run alone
         assert (worst <= iou + 1e-9).all()
     assert table.groupby("image").worst.sum().le(1).all()  # one winner per image at most
 

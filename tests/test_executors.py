@@ -9,12 +9,12 @@ from fmlib import executors, grid, paths, profiles, runner
 from fmlib.checkpoints import load_trained
 
 # The smoke grid on nuclei, one seed: two models x three regimes, each evaluated four ways (clean, two
-# corruptions, two attacks and the noise baseline, the ensemble at one budget), and sim_unet's standard
-# model attacked with examples transferred from unet3 (a job that waits for two trainings): 6 trainings
-# and 25 evaluations.
+# corruptions, the attacks and the noise baseline, the ensemble at one budget), and attacked with
+# examples transferred from unet3's standard model (a job that waits for two trainings): every model but
+# that one itself, which has no second seed here. 6 trainings and 29 evaluations.
 CFG = profiles.resolve("smoke", structures=["nuclei"], corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"],
                        n_seeds=1, ensemble_eps_255=[8])
-N_EVALUATIONS = 25
+N_EVALUATIONS = 29
 N_JOBS = 6 + N_EVALUATIONS
 
 

@@ -122,17 +122,60 @@ def _scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray,
     return f1, float(np.mean(tp / total))
 
 
-def summarize(table: pd.DataFrame, *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def summarize(table: pd.DataFrame, *, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0,
+              seeds: str | None = None) -> pd.DataFrame:
     """F1 at each threshold and the DSB average precision, pooled over the images of `table`
     (`instance_table`), each with a bootstrap CI that resamples objects: the true objects (each
     found or missed at each threshold) and the unmatched predictions.
 
+    With `seeds`, the name of a column that tells apart several trainings of one model (its training
+    seed), each seed is scored on its own and the estimate is the mean over seeds; the CI resamples
+    seeds, then objects within each seed, so it holds the variance between trainings as well.
+
     Returns one row per threshold (``metric`` "f1") and one for ``"ap"``: estimate, ci_low, ci_high,
-    and the numbers of true and predicted objects.
+    and the numbers of true and predicted objects (the mean over seeds, rounded, with ``n_seeds``
+    when `seeds` is given).
+
+    Examples
+    --------
+    >>> truth = np.zeros((1, 16, 16), int); truth[0, 2:6, 2:6] = 1; truth[0, 9:14, 9:14] = 2
+    >>> half = truth.copy(); half[half == 2] = 0  # finds one nucleus of two
+    >>> table = pd.concat([instance_table(truth, truth).assign(seed=0), instance_table(truth, half).assign(seed=1)])
+    >>> row = summarize(table, n_boot=20, seeds="seed").query("threshold == 0.5").iloc[0]
+    >>> float(round(row.estimate, 3)), int(row.n_seeds)
+    (0.833, 2)
     """
     check_int("n_boot", n_boot, low=1)
+    rng = np.random.default_rng(seed)
     thresholds = sorted(table.threshold.unique())
-    counts = table.groupby("threshold")[["tp", "fp", "fn"]].sum().loc[thresholds]
+    if seeds is not None and seeds not in table.columns:
+        raise ValueError(f"seeds: expected a column of table, got {seeds!r} (columns: {list(table.columns)})")
+    groups = [part for _, part in table.groupby(seeds, sort=True, dropna=False)] if seeds is not None else [table]
+    parts = [_pooled(part, thresholds, n_boot, rng) for part in groups]
+    f1 = np.mean([p["f1"] for p in parts], axis=0)
+    ap = float(np.mean([p["ap"] for p in parts]))
+    if len(parts) == 1:
+        boots_f1, boots_ap = parts[0]["boots_f1"], parts[0]["boots_ap"]
+    else:  # resample seeds, then one object-level replicate of each drawn seed
+        drawn = rng.integers(0, len(parts), (n_boot, len(parts)))
+        replicate = rng.integers(0, n_boot, (n_boot, len(parts)))
+        boots_f1 = np.mean([[parts[s]["boots_f1"][r] for s, r in zip(ss, rr)] for ss, rr in zip(drawn, replicate)],
+                           axis=1)
+        boots_ap = np.mean([[parts[s]["boots_ap"][r] for s, r in zip(ss, rr)] for ss, rr in zip(drawn, replicate)],
+                           axis=1)
+    alpha = (1 - confidence) / 2
+    lo_f1, hi_f1 = np.quantile(boots_f1, [alpha, 1 - alpha], axis=0)
+    rows = [{"metric": "f1", "threshold": t, "estimate": float(f1[j]), "ci_low": float(lo_f1[j]),
+             "ci_high": float(hi_f1[j])} for j, t in enumerate(thresholds)]
+    lo, hi = np.quantile(boots_ap, [alpha, 1 - alpha])
+    rows.append({"metric": "ap", "threshold": float("nan"), "estimate": ap, "ci_low": float(lo), "ci_high": float(hi)})
+    out = pd.DataFrame(rows).assign(n_true=parts[0]["n_true"], n_pred=int(round(np.mean([p["n_pred"] for p in parts]))))
+    return out if seeds is None else out.assign(n_seeds=len(parts))
+
+
+def _pooled(table: pd.DataFrame, thresholds: list, n_boot: int, rng: np.random.Generator) -> dict:
+    """The scores of one pooled table and `n_boot` replicates that resample its objects."""
+    counts = table.groupby("threshold")[["tp", "fp", "fn"]].sum().reindex(thresholds, fill_value=0)
     n_true = int(counts.tp.iloc[0] + counts.fn.iloc[0])
     # Objects as rows: a true object found at the thresholds up to some t, and false positives. An
     # object found at t is found at every lower threshold, so the found-counts are nested.
@@ -146,7 +189,6 @@ def summarize(table: pd.DataFrame, *, n_boot: int = 2000, confidence: float = 0.
     for j, fp in enumerate(fps):
         false_pos[:fp, j] = True
     f1, ap = _scores(found, fps, counts.fn.to_numpy())
-    rng = np.random.default_rng(seed)
     boots_f1, boots_ap = [], []
     for _ in range(n_boot):
         t = true_found[rng.integers(0, n_true, n_true)] if n_true else true_found
@@ -155,11 +197,5 @@ def summarize(table: pd.DataFrame, *, n_boot: int = 2000, confidence: float = 0.
         bf1, bap = _scores(tp_b, fp_b, fn_b)
         boots_f1.append(bf1)
         boots_ap.append(bap)
-    alpha = (1 - confidence) / 2
-    lo_f1, hi_f1 = np.quantile(boots_f1, [alpha, 1 - alpha], axis=0)
-    rows = [{"metric": "f1", "threshold": t, "estimate": float(f1[j]), "ci_low": float(lo_f1[j]),
-             "ci_high": float(hi_f1[j])} for j, t in enumerate(thresholds)]
-    lo, hi = np.quantile(boots_ap, [alpha, 1 - alpha])
-    rows.append({"metric": "ap", "threshold": float("nan"), "estimate": ap, "ci_low": float(lo), "ci_high": float(hi)})
-    n_pred = int(counts.tp.iloc[0] + counts.fp.iloc[0])
-    return pd.DataFrame(rows).assign(n_true=n_true, n_pred=n_pred)
+    return {"f1": f1, "ap": ap, "boots_f1": np.array(boots_f1), "boots_ap": np.array(boots_ap), "n_true": n_true,
+            "n_pred": int(counts.tp.iloc[0] + counts.fp.iloc[0])}

@@ -171,6 +171,8 @@ PARAMETERS: dict[str, Parameter] = {
                                          "CPU)."),
     "ensemble_restarts": Parameter(_positive_int, "APGD runs per loss of the ensemble (the first from the clean "
                                    "image, the others from random points)."),
+    "l2_structures": Parameter(_structures, "Structures on which the first seed of every standard model also meets the "
+                               "L2 ensemble at the RMS-matched budget of each L-inf one (`fmlib.threat_models`)."),
     "transfer_surrogate": Parameter(_one_of(ALL_MODELS), "The model whose PGD examples are transferred to every other "
                                     "model (its own: from its second seed, where trained)."),
     "defense_attack": Parameter(_one_of(ALL_ATTACKS),
@@ -194,7 +196,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_examples=2, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,
         n_seeds=2, seed_structures=["nuclei"], ensemble_steps=5, ensemble_max_steps=10, ensemble_restarts=2,
         ensemble_restart_losses="best",
-        transfer_surrogate="unet3",
+        transfer_surrogate="unet3", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32],
         reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
@@ -217,7 +219,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=3, attack_steps=10,
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=100, ensemble_max_steps=300, ensemble_restarts=2,
         ensemble_restart_losses="best",
-        transfer_surrogate="unet",
+        transfer_surrogate="unet", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32],
         reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
@@ -231,7 +233,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_examples=4, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=100, attack_steps=10,
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=300, ensemble_max_steps=900, ensemble_restarts=2,
         ensemble_restart_losses="all",
-        transfer_surrogate="unet",
+        transfer_surrogate="unet", l2_structures=list(STRUCTURES),
         ensemble_eps_255=list(_PAPER_EPS_255),
         reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),

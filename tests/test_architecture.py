@@ -20,7 +20,7 @@ LAYERS = [
     ("store", {"paths", "cache"}),
     ("training", {"training", "checkpoints"}),
     ("analysis", {"evaluation", "resolution", "realdata", "realism", "sizing", "simtoreal", "findings",
-                  "recommendations", "strength", "rankings"}),
+                  "recommendations", "strength", "rankings", "threat_models"}),
     ("configuration", {"profiles"}),
     ("grid", {"grid", "executors"}),
     ("study", {"provenance", "runner"}),

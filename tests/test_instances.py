@@ -1,6 +1,7 @@
 import doctest
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,6 +46,25 @@ def test_summaries_of_perfect_and_empty_predictions():
     assert np.allclose(perfect.estimate, 1.0) and (perfect.n_true == 3).all()
     empty = instances.summarize(instances.instance_table(truth, np.zeros_like(truth)), n_boot=50)
     assert np.allclose(empty.estimate, 0.0) and (empty.n_pred == 0).all()
+
+
+def test_several_training_seeds_are_averaged_and_their_spread_widens_the_ci():
+    truth = np.stack([_discs([(10, 10), (10, 40), (24, 24)]), _discs([(16, 30), (8, 50)])])
+    found_all = instances.instance_table(truth, truth)
+    found_one = instances.instance_table(truth, np.where(truth == 1, 1, 0))  # one nucleus per image
+    alone = [instances.summarize(t, n_boot=200) for t in (found_all, found_one)]
+    table = pd.concat([found_all.assign(seed=0), found_one.assign(seed=1)], ignore_index=True)
+    both = instances.summarize(table, n_boot=200, seeds="seed")
+    assert np.allclose(both.estimate, (alone[0].estimate + alone[1].estimate) / 2)  # the mean over seeds
+    assert (both.n_seeds == 2).all() and (both.n_true == 5).all()
+    half = both[both.threshold == 0.5].iloc[0]
+    # resampling seeds puts both seeds' scores (1 and 4/7) inside the interval: the trainings disagree
+    assert half.ci_low <= 4 / 7 + 1e-9 and half.ci_high >= 1 - 1e-9
+    # one seed, named or not, is the object bootstrap alone
+    same = instances.summarize(found_all.assign(seed=0), n_boot=200, seeds="seed")
+    pd.testing.assert_frame_equal(same.drop(columns="n_seeds"), alone[0])
+    with pytest.raises(ValueError, match="seeds"):
+        instances.summarize(found_all, seeds="seed")
 
 
 @settings(max_examples=25, deadline=None)

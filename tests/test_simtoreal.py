@@ -377,6 +377,28 @@ def test_object_scores_of_a_pool_and_the_baseline_say_who_labelled_each_source()
         (counts.method == simtoreal.BASELINE) & (counts.source == "dsb2018")].fp.sum()
 
 
+def test_object_scores_average_the_training_seeds_of_an_architecture():
+    from fmlib import realdata
+
+    tiles = {"dsb2018": simtoreal.spread_tiles(realdata.nuclei_tiles(64)["dsb2018"], 3)}
+    torch.manual_seed(0)
+    nets = [create_model("sim_unet").eval() for _ in range(2)]
+    pool = (("sim_unet", "standard", net, seed) for seed, net in enumerate(nets))  # a generator will do
+    counts = simtoreal.object_counts(pool, tiles, ["dsb2018"])
+    assert set(counts[counts.method == "sim_unet"].seed) == {0, 1}
+    assert counts[counts.method == simtoreal.BASELINE].seed.isna().all()
+    scores = simtoreal.object_scores(counts, n_boot=50).set_index(["method", "metric", "threshold"])
+    per_seed = simtoreal.object_scores(counts[counts.seed == 1].drop(columns="seed"), n_boot=50).set_index(
+        ["method", "metric", "threshold"])
+    first = simtoreal.object_scores(counts[counts.seed == 0].drop(columns="seed"), n_boot=50).set_index(
+        ["method", "metric", "threshold"])
+    model = scores.loc["sim_unet"]
+    assert (model.n_seeds == 2).all() and (scores.loc[simtoreal.BASELINE].n_seeds == 1).all()
+    assert np.allclose(model.estimate, (first.loc["sim_unet"].estimate + per_seed.loc["sim_unet"].estimate) / 2)
+    with pytest.raises(ValueError, match="models: expected"):
+        simtoreal.object_counts([("sim_unet", "standard")], tiles, ["dsb2018"])
+
+
 def test_the_median_architecture_as_objects_against_the_baseline():
     rows = [{"source": src, "method": m, "regime": "standard", "metric": "f1", "threshold": 0.5, "estimate": v,
              "ci_low": v - 0.05, "ci_high": v + 0.05} for src in ("dsb2018", "other")

@@ -25,7 +25,7 @@ def predicted_instances(model: torch.nn.Module | None, tiles: Tiles, *, min_size
     return np.stack([split_touching(mask, min_size_px=min_size_px) for mask in predict(model, tiles.images)])
 
 
-def object_counts(models: Iterable[tuple[str, str, torch.nn.Module]], tiles: Mapping[str, Tiles],
+def object_counts(models: Iterable[tuple], tiles: Mapping[str, Tiles],
                   sources: Sequence[str], *, baseline: bool = True,
                   thresholds: Sequence[float] = DSB_THRESHOLDS,
                   labeller: Callable[[torch.nn.Module, Tiles], np.ndarray] | None = None) -> pd.DataFrame:
@@ -33,28 +33,43 @@ def object_counts(models: Iterable[tuple[str, str, torch.nn.Module]], tiles: Map
     model) of a pool on each of `sources`, and of the baseline (``method`` `BASELINE`) when `baseline`;
     every row says who labelled its source (``labelling``: expert or automatic). A model's nuclei are
     ``labeller(model, tiles)`` (e.g. `fmlib.sizing.SizeNormalizer.instances`), by default
-    `predicted_instances` on the tiles as they are."""
-    pool = [*models, *([(BASELINE, BASELINE_REGIME, None)] if baseline else [])]
+    `predicted_instances` on the tiles as they are.
+
+    An entry of `models` may be (name, regime, model, seed), several trainings of one architecture:
+    the rows then carry a ``seed`` column (missing for the baseline), and `object_scores` averages
+    the seeds. `models` may be a generator, so that a large pool is never all in memory."""
     rows = []
-    for name, regime, model in pool:
+    for entry in [*models, *([(BASELINE, BASELINE_REGIME, None)] if baseline else [])]:
+        if len(entry) not in (3, 4):
+            raise ValueError(f"models: expected (name, regime, model) or (name, regime, model, seed), got {len(entry)} "
+                             f"items")
+        name, regime, model, *seed = entry
         for source in sources:
             if tiles[source].labels is None:
                 raise ValueError(f"tiles: source {source!r} has no instance labels")
             found = (predicted_instances(model, tiles[source]) if labeller is None or model is None
                      else labeller(model, tiles[source]))
             table = instance_table(tiles[source].labels, found, tiles[source].names, thresholds)
-            rows.append(table.assign(method=name, regime=regime, source=source, labelling=labelling(source).kind))
+            rows.append(table.assign(method=name, regime=regime, source=source, labelling=labelling(source).kind,
+                                     **({"seed": seed[0]} if seed else {})))
     return pd.concat(rows, ignore_index=True)
 
 
 def object_scores(counts: pd.DataFrame, *, by: Sequence[str] = ("source", "labelling", "method", "regime"),
                   n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """F1 per threshold and DSB average precision per group of `by` (`fmlib.instances.summarize`),
-    with CIs that resample objects."""
+    with CIs that resample objects. Where `counts` has a ``seed`` column (`object_counts` of several
+    trainings per architecture), a group's score is the mean over its seeds and its CI resamples
+    seeds, then objects; ``n_seeds`` says how many (1 for the baseline)."""
     by = list(by)
-    return pd.concat([summarize(group, n_boot=n_boot, seed=seed).assign(**dict(zip(by, key)))
-                      for key, group in counts.groupby(by, sort=False)], ignore_index=True)[
-        [*by, "metric", "threshold", "estimate", "ci_low", "ci_high", "n_true", "n_pred"]]
+    seeded = "seed" in counts.columns
+    frames = []
+    for key, group in counts.groupby(by, sort=False):
+        several = seeded and group.seed.nunique() > 1
+        summary = summarize(group, n_boot=n_boot, seed=seed, seeds="seed" if several else None)
+        frames.append(summary.assign(**dict(zip(by, key)), **({} if several or not seeded else {"n_seeds": 1})))
+    columns = [*by, "metric", "threshold", "estimate", "ci_low", "ci_high", "n_true", "n_pred"]
+    return pd.concat(frames, ignore_index=True)[columns + (["n_seeds"] if seeded else [])]
 
 
 def median_against_baseline(scores: pd.DataFrame, *, source: str, metric: str = "f1", threshold: float | None = 0.5,

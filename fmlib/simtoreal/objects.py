@@ -4,6 +4,7 @@ Otsu + watershed baseline itself, beside semantic IoU."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ def object_counts(models: Iterable[tuple], tiles: Mapping[str, Tiles],
     the rows then carry a ``seed`` column (missing for the baseline), and `object_scores` averages
     the seeds. `models` may be a generator, so that a large pool is never all in memory."""
     rows = []
-    for entry in [*models, *([(BASELINE, BASELINE_REGIME, None)] if baseline else [])]:
+    for entry in itertools.chain(models, [(BASELINE, BASELINE_REGIME, None)] if baseline else []):
         if len(entry) not in (3, 4):
             raise ValueError(f"models: expected (name, regime, model) or (name, regime, model, seed), got {len(entry)} "
                              f"items")

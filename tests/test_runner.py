@@ -177,10 +177,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="issues #19 and #20: one random APGD restart in the standard ensemble "
-                          "(ensemble_restart_losses), the strength checks of the defended models (notebook 06) and "
-                          "the median architecture as nuclei on the DSB image (notebook 07) re-key notebooks 03-08; "
-                          "the committed book is from commit 1c000c0 until the standard re-run lands", strict=False)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

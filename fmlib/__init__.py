@@ -3,3 +3,11 @@ microscopy images (after Zhong, Li & Yang, BMC Bioinformatics 2024).
 """
 
 __version__ = "0.1.0"
+
+import warnings
+
+from tqdm import TqdmWarning
+
+# Without ipywidgets, tqdm.auto draws text progress bars in a notebook, which is what papermill and the
+# book want; its warning saying so would otherwise head every executed page of the book.
+warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)

@@ -91,7 +91,7 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     frames = []
     for level in cfg.ensemble_eps_255:
         for part in batches(len(x), batch_size):
-            adv, members = _worst_case(cfg, model, x[part], y[part], level / 255)
+            adv, members = study_worst_case(cfg, model, x[part], y[part], level / 255)
             scores = predict_scores(model, adv, y[part], batch_size)
             images = np.arange(len(x))[part]
             worst = members[members.worst].set_index("image").member
@@ -114,12 +114,17 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _worst_case(cfg, model, x, y, eps: float):
-    """`worst_case` of the ensemble, and for a model with a BPDA backward pass also under it: the
-    lower IoU per image, with the member tables of both runs."""
+def study_worst_case(cfg, model, x: torch.Tensor, y: torch.Tensor, eps: float, *,
+                     norm: str = "linf") -> tuple[torch.Tensor, pd.DataFrame]:
+    """`fmlib.attacks.worst_case` of the ensemble with the study's settings (`cfg`: iterations,
+    continuation, restarts, PGD steps, seed) at budget `eps` in `norm`, and for a model with a BPDA
+    backward pass (`fmlib.models.bpda`) also under it: the lower IoU per image, with the member tables
+    of both runs (members of the BPDA run named ``<member>+bpda``; ``attrs["traces"]`` of both). The
+    L-inf robust IoU (`robust_table`) and the L2 one (`fmlib.threat_models.l2_robust_table`) both use it.
+    """
     def run():
         return worst_case(model, x, y, eps, steps=cfg.ensemble_steps, restarts=cfg.ensemble_restarts,
-                          restart_losses=cfg.get("ensemble_restart_losses", "all"),
+                          restart_losses=cfg.get("ensemble_restart_losses", "all"), norm=norm,
                           pgd_steps=cfg.attack_steps, seed=cfg.seed, max_steps=cfg.ensemble_max_steps)
 
     adv, members = run()

@@ -35,7 +35,7 @@ from .findings import (
 )
 from .rankings import seed_averaged_changes
 from .realdata import REAL_TEST_SOURCES
-from .strength import MASKING
+from .strength import PASSES, attack_check
 
 __all__ = ["ALPHA", "NAN", "SCORECARD", "Finding", "attainable_holm_p", "evaluate_rules", "judge",
            "randomization_pairs", "scorecard"]
@@ -154,9 +154,10 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=
 
 
 def _defense_unchecked(checks: pd.DataFrame, regime: str) -> bool:
-    """Whether any `regime` model fails the attack checks: masking suspected or APGD not converged."""
+    """Whether any `regime` model fails the attack checks (`fmlib.strength.attack_check`: masking
+    suspected, or APGD not converged)."""
     rows = checks[checks.regime == regime]
-    return bool((rows.verdict == MASKING).any() or (~rows.apgd_converged.astype(bool)).any())
+    return bool(len(rows)) and bool((attack_check(rows).attack_check != PASSES).any())
 
 
 def _output_stride_rule(clean_scores, n_boot: int, seed: int, thin: str = "er", compact: str = "nuclei") -> Finding:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ._checks import check_int, check_real
 from .attacks.convergence import converged, tail_drop  # noqa: F401 (part of this module's API)
+from .metrics import bootstrap_ci
 from .synthesis import DISPLAY_SIGNAL
 
 MASKING = "gradient masking suspected"
@@ -88,11 +89,18 @@ def iteration_curves(robust: pd.DataFrame, *, by: Sequence[str] = ("model", "str
 
 def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", iterative: Sequence[str] = ("ifgsm",
              "pgd"), noise: str = "noise", transfer: str | None = "transfer", by: Sequence[str] = ("model",),
-             tol: float = 0.01) -> pd.DataFrame:
+             tol: float = 0.01, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per group of `by`, the strength checks of `white_box` on an attack table (columns ``attack``,
-    ``eps_255``, ``iou`` and those of `by`; one row per image, attack and budget), each True when it
-    holds, and a verdict: `PASSES`, or `MASKING` when one step, noise or a transfer lowers the mean IoU
-    more than `white_box` at some budget (by more than `tol`).
+    ``eps_255``, ``image``, ``iou`` and those of `by`; one row per image, attack and budget), each True
+    when it holds, and a verdict: `PASSES`, or `MASKING` when one step, noise or a transfer lowers the
+    mean IoU more than `white_box` at some budget (by more than `tol`).
+
+    The verdict comes with its evidence: ``weakest_attack`` and ``weakest_eps_255``, the weaker attack
+    (one step, noise or the transfer) and budget that came closest to the white-box attack, and
+    ``weakest_margin``, its mean IoU minus the white-box IoU on the same images (negative: the weaker
+    attack did better), with a 95 % CI that resamples the images, paired (``weakest_margin_low``,
+    ``weakest_margin_high``; `n_boot` resamples, `seed`). With a handful of attacked images the
+    interval is wide: a verdict is a point comparison, and the interval says how firm it is.
 
     When `white_box` is the ensemble (`fmlib.attacks.worst_case`), which holds FGSM, I-FGSM and PGD,
     the single-step and iterative checks hold by construction; the informative ones are then noise,
@@ -102,11 +110,18 @@ def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", 
     A check whose attacks are missing from the table is reported as None (not run), never as passed.
     """
     tol = check_real("tol", tol, low=0.0)
+    check_int("n_boot", n_boot, low=1)
     by = list(by)
+    missing = {"attack", "eps_255", "image", "iou", *by} - set(table.columns)
+    if missing:
+        raise ValueError(f"table: no column(s) {sorted(missing)}")
     means = table.groupby([*by, "attack", "eps_255"]).iou.mean()
+    per_image = table.groupby([*by, "attack", "eps_255", "image"]).iou.mean()
+    weaker = [name for name in (single_step, noise, transfer) if name]
     rows = []
     for key, part in means.groupby(level=list(range(len(by)))):
         part = part.droplevel(list(range(len(by))))
+        images = per_image.xs(key if isinstance(key, tuple) else (key,), level=list(range(len(by))))
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         wb = _curve(part, white_box)
         if wb is None:
@@ -120,12 +135,38 @@ def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", 
         row["beats_transfer"] = _no_better_than(wb, _curve(part, transfer), tol) if transfer else None
         weaker_wins = [row[k] is False for k in ("beats_single_step", "beats_noise", "beats_transfer")]
         row["verdict"] = MASKING if any(weaker_wins) else PASSES
+        row.update(_weakest_margin(images, white_box, weaker, n_boot=n_boot, seed=seed))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _weakest_margin(images: pd.Series, white_box: str, weaker: Sequence[str], *, n_boot: int, seed: int) -> dict:
+    """Of the `weaker` attacks and budgets in `images` (IoU per attack, budget and image), the one whose
+    mean IoU came closest to (or below) `white_box`'s on the same images: its name, budget, and the
+    mean paired difference (weaker minus white-box) with its bootstrap CI over the images."""
+    row = {"weakest_attack": None, "weakest_eps_255": np.nan, "weakest_margin": np.nan,
+           "weakest_margin_low": np.nan, "weakest_margin_high": np.nan}
+    attacks = images.index.get_level_values("attack")
+    if white_box not in attacks:
+        return row
+    reference = images.loc[white_box]
+    closest = None
+    for name in weaker:
+        if name not in attacks:
+            continue
+        paired = (images.loc[name] - reference).dropna()  # only the budgets and images both attacked
+        for level, differences in paired.groupby(level="eps_255"):
+            if closest is None or differences.mean() < closest[2].mean():
+                closest = (name, float(level), differences)
+    if closest is None:
+        return row
+    estimate, low, high = bootstrap_ci(closest[2].to_numpy(), n_boot=n_boot, seed=seed)
+    return {"weakest_attack": closest[0], "weakest_eps_255": closest[1], "weakest_margin": estimate,
+            "weakest_margin_low": low, "weakest_margin_high": high}
+
+
 def ensemble_checks(attacks: pd.DataFrame, robust: pd.DataFrame, *, by: Sequence[str] = ("model", "structure"),
-                    tol: float = 0.01) -> pd.DataFrame:
+                    tol: float = 0.01, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """The strength checks of the ensemble's robust IoU per group of `by`: `diagnose` with the
     ensemble as the white-box attack, APGD's convergence, and what APGD added to the paper's attacks.
 
@@ -142,14 +183,17 @@ def ensemble_checks(attacks: pd.DataFrame, robust: pd.DataFrame, *, by: Sequence
         The groups, e.g. model and structure, or model, structure and regime.
     tol : float
         IoU by which a weaker attack must beat the ensemble to count (`diagnose`).
+    n_boot, seed : int
+        Bootstrap resamples of the images, and their seed, for the 95 % CIs.
 
     Returns
     -------
     DataFrame
-        One row per group: the columns of `diagnose`, ``apgd_converged`` (every APGD run's curve had
-        flattened), ``apgd_tail_drop``, ``apgd_steps``, ``ensemble_gain`` (mean IoU that the ensemble
-        took below the paper's attacks) and ``pgd_verdict`` (the same checks of PGD alone; None where
-        PGD was not run) and ``clean_iou``.
+        One row per group: the columns of `diagnose` (the verdict with the margin behind it and its
+        CI), ``apgd_converged`` (every APGD run's curve had flattened), ``apgd_tail_drop``,
+        ``apgd_steps``, ``ensemble_gain`` (mean IoU that the ensemble took below the paper's attacks,
+        with ``ensemble_gain_low`` and ``ensemble_gain_high``, a CI over the images), ``pgd_verdict``
+        (the same checks of PGD alone; None where PGD was not run) and ``clean_iou``.
 
     Examples
     --------
@@ -171,13 +215,20 @@ def ensemble_checks(attacks: pd.DataFrame, robust: pd.DataFrame, *, by: Sequence
         raise ValueError(f"robust: no column(s) {sorted(missing)} (rows of fmlib.evaluation.robust_table)")
     columns = [*by, "attack", "eps_255", "image", "iou"]
     every = pd.concat([attacks[columns], robust.assign(attack="ensemble")[columns]], ignore_index=True)
-    checks = diagnose(every, white_box="ensemble", single_step="fgsm", iterative=("ifgsm", "pgd"), by=by, tol=tol)
-    summary = robust.assign(gain=robust.paper_attacks_iou - robust.iou).groupby(by).agg(
-        apgd_converged=("converged", "all"), apgd_tail_drop=("tail_drop", "max"), apgd_steps=("apgd_steps", "max"),
-        ensemble_gain=("gain", "mean")).reset_index()
+    checks = diagnose(every, white_box="ensemble", single_step="fgsm", iterative=("ifgsm", "pgd"), by=by, tol=tol,
+                      n_boot=n_boot, seed=seed)
+    summary = robust.groupby(by).agg(apgd_converged=("converged", "all"), apgd_tail_drop=("tail_drop", "max"),
+                                     apgd_steps=("apgd_steps", "max")).reset_index()
+    gains = robust.assign(gain=robust.paper_attacks_iou - robust.iou).groupby([*by, "image"]).gain.mean()
+    summary = summary.merge(pd.DataFrame(
+        [{**dict(zip(by, key if isinstance(key, tuple) else (key,))),
+          **dict(zip(("ensemble_gain", "ensemble_gain_low", "ensemble_gain_high"),
+                     bootstrap_ci(part.to_numpy(), n_boot=n_boot, seed=seed)))}
+         for key, part in gains.groupby(level=list(range(len(by))))]), on=by)
     checks = checks.merge(summary, on=by)
     if (attacks.attack == "pgd").any():
-        pgd = diagnose(every, white_box="pgd", single_step="fgsm", iterative=("ifgsm",), by=by, tol=tol)
+        pgd = diagnose(every, white_box="pgd", single_step="fgsm", iterative=("ifgsm",), by=by, tol=tol,
+                       n_boot=n_boot, seed=seed)
         checks = checks.merge(pgd[[*by, "verdict"]].rename(columns={"verdict": "pgd_verdict"}), on=by, how="left")
     else:
         checks["pgd_verdict"] = None
@@ -253,7 +304,7 @@ def _no_better_than(white_box: pd.Series, other: pd.Series | None, tol: float) -
     return bool((white_box.loc[common] <= other.loc[common] + tol).all())
 
 
-def budget_units(dataset, eps_255: Sequence[float]) -> pd.DataFrame:
+def budget_units(dataset, eps_255: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Each budget (grey levels of an 8-bit display) against the scales of the images it perturbs.
 
     - ``eps_over_noise``: the budget over the noise standard deviation at the foreground signal,
@@ -263,7 +314,9 @@ def budget_units(dataset, eps_255: Sequence[float]) -> pd.DataFrame:
       model that z-scores its input (the paper's "/std");
     - ``below_noise``: whether the budget is smaller than the noise the camera already adds.
 
-    Medians over the images of `dataset` (a synthesis Dataset; its per-image SNR is measured).
+    Medians over the images of `dataset` (a synthesis Dataset; its per-image SNR is measured), each with
+    a 95 % CI that resamples the images (``<column>_low``, ``<column>_high``; `n_boot` resamples,
+    `seed`): the scale is a property of the test images, and a few images pin it only so far.
 
     Examples
     --------
@@ -272,13 +325,19 @@ def budget_units(dataset, eps_255: Sequence[float]) -> pd.DataFrame:
     >>> units.below_noise.tolist()
     [True, False]
     """
+    check_int("n_boot", n_boot, low=1)
     snr = np.array([m["snr"] for m in dataset.metadata], dtype=float)
     sigma = DISPLAY_SIGNAL / snr
     std = dataset.images.reshape(len(dataset.images), -1).std(axis=1)
+
+    def median_ci(name: str, values: np.ndarray) -> dict:
+        estimate, low, high = bootstrap_ci(values, np.median, n_boot=n_boot, seed=seed)
+        return {name: estimate, f"{name}_low": low, f"{name}_high": high}
+
     rows = []
     for level in eps_255:
         eps = check_real("eps_255", level, low=0.0, high=255.0) / 255
-        rows.append({"eps_255": float(level), "eps": eps, "noise_sigma_255": float(np.median(sigma) * 255),
-                     "eps_over_noise": float(np.median(eps / sigma)), "eps_over_std": float(np.median(eps / std)),
+        rows.append({"eps_255": float(level), "eps": eps, **median_ci("noise_sigma_255", sigma * 255),
+                     **median_ci("eps_over_noise", eps / sigma), **median_ci("eps_over_std", eps / std),
                      "below_noise": bool(eps < np.median(sigma))})
     return pd.DataFrame(rows)

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ._checks import check_int, check_real
-from .attacks import check_inputs, worst_case
+from .attacks import check_inputs
+from .evaluation import study_worst_case
 from .inference import as_batch, batches, predict_scores
-from .models import has_straight_through, straight_through
+from .metrics import bootstrap_ci
 from .strength import PASSES, converged, tail_drop
 
 #: The verdict of `inclusion_check` where the L2 ensemble leaves a higher IoU than the L-inf worst case.
@@ -86,7 +86,10 @@ def l2_robust_table(cfg, model: torch.nn.Module, dataset, *, batch_size: int = 1
     for level in cfg.ensemble_eps_255:
         eps_l2 = l2_budget(level / 255, x.shape[-2:])
         for part in batches(len(x), batch_size):
-            adv, member, traces = _worst_case_l2(cfg, model, x[part], y[part], eps_l2)
+            adv, members = study_worst_case(cfg, model, x[part], y[part], eps_l2, norm="l2")
+            worst = members[members.worst].set_index("image").member
+            member = [worst.get(k, "clean") for k in range(len(adv))]
+            traces = members.attrs["traces"]
             scores = predict_scores(model, adv, y[part], batch_size)
             unfooled = [t for t in traces.values() if t[-1] != 0]
             frames.append(pd.DataFrame({
@@ -98,34 +101,8 @@ def l2_robust_table(cfg, model: torch.nn.Module, dataset, *, batch_size: int = 1
     return pd.concat(frames, ignore_index=True)
 
 
-def _worst_case_l2(cfg, model, x, y, eps: float) -> tuple[torch.Tensor, list[str], dict]:
-    """The L2 ensemble's worst case per image, under the model's own gradients and, where it has a
-    straight-through backward pass, under the BPDA ones too: adversarial images, the winning member
-    per image and every APGD run's IoU trace."""
-    runs = [("", nullcontext)]
-    if has_straight_through(model):
-        runs.append(("+bpda", lambda: straight_through(model)))
-    best, best_iou, winner, traces = None, None, None, {}
-    for suffix, context in runs:
-        with context():
-            adv, table = worst_case(model, x, y, eps, norm="l2", steps=cfg.ensemble_steps,
-                                    restarts=cfg.ensemble_restarts,
-                                    restart_losses=cfg.get("ensemble_restart_losses", "all"),
-                                    pgd_steps=cfg.attack_steps, seed=cfg.seed, max_steps=cfg.ensemble_max_steps)
-        iou = torch.as_tensor(predict_scores(model, adv, y)["iou"])
-        picks = table[table.worst].set_index("image").member
-        names = [picks[k] + suffix if k in picks.index else "clean" for k in range(len(x))]
-        traces.update({f"{name}{suffix}": trace for name, trace in table.attrs["traces"].items()})
-        if best is None:
-            best, best_iou, winner = adv, iou, names
-            continue
-        for k in (iou < best_iou).nonzero().flatten().tolist():  # the BPDA run found a worse case
-            best[k], best_iou[k], winner[k] = adv[k], iou[k], names[k]
-    return best, winner, traces
-
-
 def inclusion_check(linf: pd.DataFrame, l2: pd.DataFrame, *, by: Sequence[str] = ("model", "structure"),
-                    tol: float = 0.01) -> pd.DataFrame:
+                    tol: float = 0.01, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per `by` group and budget: does the L2 ensemble do at least as well as the L-inf point in its ball?
 
     Parameters
@@ -139,13 +116,17 @@ def inclusion_check(linf: pd.DataFrame, l2: pd.DataFrame, *, by: Sequence[str] =
     tol : float
         IoU by which the L2 ensemble's mean may exceed the L-inf one before the check fails (the
         attacks' own float noise).
+    n_boot, seed : int
+        Bootstrap resamples of the images, and their seed, for the CI of the difference.
 
     Returns
     -------
     DataFrame
         One row per group and ``eps_255``: ``linf_iou`` and ``l2_iou`` (means over the images both
-        tables attacked), ``n_images``, ``l2_converged``, ``l2_no_weaker`` (``l2_iou <= linf_iou +
-        tol``) and ``verdict`` (`fmlib.strength.PASSES` or `L2_WEAKER`).
+        tables attacked), ``difference`` (``l2_iou - linf_iou``) with its 95 % CI, which resamples the
+        images, paired (``difference_low``, ``difference_high``), ``n_images``, ``l2_converged``,
+        ``l2_no_weaker`` (``l2_iou <= linf_iou + tol``) and ``verdict`` (`fmlib.strength.PASSES` or
+        `L2_WEAKER`).
 
     Examples
     --------
@@ -156,6 +137,7 @@ def inclusion_check(linf: pd.DataFrame, l2: pd.DataFrame, *, by: Sequence[str] =
     """
     by = list(by)
     tol = check_real("tol", tol, low=0.0)
+    check_int("n_boot", n_boot, low=1)
     for name, table in (("linf", linf), ("l2", l2)):
         missing = sorted({*by, "eps_255", "image", "iou"} - set(table.columns))
         if missing:
@@ -169,6 +151,12 @@ def inclusion_check(linf: pd.DataFrame, l2: pd.DataFrame, *, by: Sequence[str] =
     out = pairs.groupby([*by, "eps_255"], sort=True).agg(
         linf_iou=("iou_linf", "mean"), l2_iou=("iou_l2", "mean"), n_images=("image", "size"),
         l2_converged=("converged", "all")).reset_index()
+    paired = pairs.assign(difference=pairs.iou_l2 - pairs.iou_linf)
+    out = out.merge(pd.DataFrame(
+        [{**dict(zip([*by, "eps_255"], key)),
+          **dict(zip(("difference", "difference_low", "difference_high"),
+                     bootstrap_ci(part.difference.to_numpy(), n_boot=n_boot, seed=seed)))}
+         for key, part in paired.groupby([*by, "eps_255"], sort=True)]), on=[*by, "eps_255"])
     out["l2_no_weaker"] = out.l2_iou <= out.linf_iou + tol
     out["verdict"] = np.where(out.l2_no_weaker, PASSES, L2_WEAKER)
     return out

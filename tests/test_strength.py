@@ -26,6 +26,25 @@ def test_diagnose_flags_each_weaker_attack_that_wins():
         strength.diagnose(_table(good), white_box="apgd")
 
 
+def test_every_verdict_carries_the_margin_of_the_closest_weaker_attack_with_its_ci():
+    good = {"ensemble": [0.5, 0.3, 0.1], "fgsm": [0.6, 0.5, 0.4], "noise": [0.9, 0.9, 0.8],
+            "transfer": [0.7, 0.5, 0.15]}
+    row = strength.diagnose(_table(good), white_box="ensemble", n_boot=200).iloc[0]
+    # closest: the transfer at 32 grey levels, 0.05 above the ensemble
+    assert (row.weakest_attack, row.weakest_eps_255) == ("transfer", 32)
+    assert row.weakest_margin == pytest.approx(0.05)
+    assert row.weakest_margin_low <= row.weakest_margin <= row.weakest_margin_high
+    masked = strength.diagnose(_table(dict(good, noise=[0.2, 0.1, 0.0])), white_box="ensemble").iloc[0]
+    assert masked.verdict == strength.MASKING and masked.weakest_attack == "noise" and masked.weakest_margin < 0
+    # the margin pairs images: one image where noise wins by far, one where it loses, give a wide interval
+    split = _table(good)
+    split.loc[(split.attack == "noise") & (split.image == 0), "iou"] = 0.0
+    row = strength.diagnose(split, white_box="ensemble").iloc[0]
+    assert row.weakest_margin_low < 0 < row.weakest_margin_high
+    with pytest.raises(ValueError, match="image"):
+        strength.diagnose(_table(good).drop(columns="image"), white_box="ensemble")
+
+
 def test_convergence_of_an_iou_curve():
     assert strength.converged([0.9, 0.5, 0.3, 0.25, 0.249, 0.249, 0.249, 0.249])
     assert not strength.converged([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
@@ -40,6 +59,10 @@ def test_budgets_in_units_of_the_images_noise_and_std():
     assert clean.below_noise.tolist() == [True, True, False, False]
     assert (noisy.eps_over_noise < clean.eps_over_noise).all() and noisy.below_noise.all()
     assert (np.diff(clean.eps_over_std) > 0).all()
+    for column in ("noise_sigma_255", "eps_over_noise", "eps_over_std"):
+        assert (clean[f"{column}_low"] <= clean[column]).all() and (clean[column] <= clean[f"{column}_high"]).all()
+    with pytest.raises(ValueError, match="n_boot"):
+        strength.budget_units(make_dataset("nuclei", 2, 64, snr=8.0, seed=0), [8], n_boot=0)
 
 
 def test_tail_drop_measures_how_far_a_trace_still_falls():
@@ -97,6 +120,7 @@ def test_ensemble_checks_flag_a_defended_model_whose_transfer_or_single_step_bea
                                    by=("model", "regime")).iloc[0]
     assert row.verdict == strength.PASSES and row.apgd_converged and row.clean_iou == 0.9
     assert row.ensemble_gain == pytest.approx(np.mean([0.1, 0.3, 0.5]))
+    assert row.ensemble_gain_low <= row.ensemble_gain <= row.ensemble_gain_high
     assert row.pgd_verdict is None  # PGD was not among the attacks: its own checks were not run
     for attack in ("fgsm", "transfer"):  # a weaker attack that wins: masking, whatever APGD's convergence
         masked = _table(dict(weak, **{attack: [0.2, 0.05, 0.0]})).assign(regime="adversarial")

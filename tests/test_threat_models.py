@@ -68,7 +68,9 @@ def test_the_l2_worst_case_stays_in_the_l2_ball_and_leaves_the_linf_one(trained)
     x = torch.from_numpy(test.images[:2, None])
     y = torch.from_numpy(test.masks[:2, None].astype(np.float32))
     eps = threat_models.l2_budget(8 / 255, (64, 64))
-    adv, member, traces = threat_models._worst_case_l2(CFG, model, x, y, eps)
+    adv, members = evaluation.study_worst_case(CFG, model, x, y, eps, norm="l2")
+    worst = members[members.worst].set_index("image").member
+    member, traces = [worst.get(k, "clean") for k in range(len(x))], members.attrs["traces"]
     delta = (adv - x).flatten(1)
     assert (delta.norm(dim=1) <= eps + 1e-4).all() and adv.min() >= 0 and adv.max() <= 1
     changed = [k for k, name in enumerate(member) if name != "clean"]
@@ -102,3 +104,14 @@ def test_the_inclusion_check_flags_an_l2_attack_that_does_worse_than_the_linf_po
         threat_models.inclusion_check(linf, l2.assign(model="c"), by=("model",))
     with pytest.raises(ValueError, match="tol"):
         threat_models.inclusion_check(linf, l2, by=("model",), tol=-1)
+
+
+def test_the_inclusion_check_carries_the_paired_difference_with_its_ci():
+    linf = pd.DataFrame({"model": "a", "eps_255": 8.0, "image": range(6), "iou": [0.3, 0.4, 0.5, 0.3, 0.4, 0.5]})
+    l2 = linf.assign(iou=linf.iou - [0.10, 0.12, 0.08, 0.11, 0.09, 0.10], converged=True)
+    row = threat_models.inclusion_check(linf, l2, by=("model",), n_boot=500).iloc[0]
+    assert row.difference == pytest.approx(row.l2_iou - row.linf_iou) == pytest.approx(-0.1)
+    # paired: the spread of the differences, not of the IoUs, sets the interval
+    assert -0.12 <= row.difference_low <= row.difference <= row.difference_high <= -0.08
+    with pytest.raises(ValueError, match="n_boot"):
+        threat_models.inclusion_check(linf, l2, by=("model",), n_boot=0)

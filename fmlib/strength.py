@@ -9,8 +9,8 @@ A robust score means something only if the attack behind it is strong. Reviewers
   of the same budget;
 - a white-box attack does at least as well as examples transferred from another model.
 
-Budgets mean little without a scale: `budget_units` gives each one as a multiple of the images' own
-noise and of their standard deviation (the paper's "/std" units).
+Budgets mean little without a scale: `fmlib.threat_models.budget_units` gives each one as a multiple
+of the images' own noise and of their standard deviation (the paper's "/std" units).
 
 A model on which a weaker attack (one step, noise, or a transfer) lowers the IoU more than the
 white-box attack has gradients that mislead the attack: "gradient masking suspected". A model on
@@ -29,7 +29,6 @@ import pandas as pd
 from ._checks import check_int, check_real
 from .attacks.convergence import converged, tail_drop  # noqa: F401 (part of this module's API)
 from .metrics import bootstrap_ci
-from .synthesis import DISPLAY_SIGNAL
 
 MASKING = "gradient masking suspected"
 DEGENERATE = "no better than a constant prediction on a structure"
@@ -302,42 +301,3 @@ def _no_better_than(white_box: pd.Series, other: pd.Series | None, tol: float) -
         return None
     common = white_box.index.intersection(other.index)
     return bool((white_box.loc[common] <= other.loc[common] + tol).all())
-
-
-def budget_units(dataset, eps_255: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Each budget (grey levels of an 8-bit display) against the scales of the images it perturbs.
-
-    - ``eps_over_noise``: the budget over the noise standard deviation at the foreground signal,
-      ``DISPLAY_SIGNAL / SNR`` in display units (the display maps the mean foreground signal to
-      `DISPLAY_SIGNAL` above black, and the SNR is that signal over its noise);
-    - ``eps_over_std``: the budget over the standard deviation of the image itself, the units of a
-      model that z-scores its input (the paper's "/std");
-    - ``below_noise``: whether the budget is smaller than the noise the camera already adds.
-
-    Medians over the images of `dataset` (a synthesis Dataset; its per-image SNR is measured), each with
-    a 95 % CI that resamples the images (``<column>_low``, ``<column>_high``; `n_boot` resamples,
-    `seed`): the scale is a property of the test images, and a few images pin it only so far.
-
-    Examples
-    --------
-    >>> from fmlib.synthesis import make_dataset
-    >>> units = budget_units(make_dataset("nuclei", 2, 64, snr=8.0), [8, 32])
-    >>> units.below_noise.tolist()
-    [True, False]
-    """
-    check_int("n_boot", n_boot, low=1)
-    snr = np.array([m["snr"] for m in dataset.metadata], dtype=float)
-    sigma = DISPLAY_SIGNAL / snr
-    std = dataset.images.reshape(len(dataset.images), -1).std(axis=1)
-
-    def median_ci(name: str, values: np.ndarray) -> dict:
-        estimate, low, high = bootstrap_ci(values, np.median, n_boot=n_boot, seed=seed)
-        return {name: estimate, f"{name}_low": low, f"{name}_high": high}
-
-    rows = []
-    for level in eps_255:
-        eps = check_real("eps_255", level, low=0.0, high=255.0) / 255
-        rows.append({"eps_255": float(level), "eps": eps, **median_ci("noise_sigma_255", sigma * 255),
-                     **median_ci("eps_over_noise", eps / sigma), **median_ci("eps_over_std", eps / std),
-                     "below_noise": bool(eps < np.median(sigma))})
-    return pd.DataFrame(rows)

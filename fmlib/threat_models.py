@@ -7,7 +7,7 @@ of size eps on an H x W image has an L2 norm of at most ``eps * sqrt(H * W)``, s
 ball *contains* the L-inf ball. Two things follow:
 
 - the RMS of a perturbation at the matched L2 budget is the L-inf budget itself, so
-  `fmlib.strength.budget_units` sets both against the images' own noise;
+  `budget_units` sets both against the images' own noise;
 - the L-inf ensemble's worst case is a point of the L2 ball, so a strong L2 attack leaves an IoU no
   higher than the L-inf robust IoU of the same images. `inclusion_check` flags a model where the L2
   ensemble does worse than that point (its L2 attack is not converged, or its gradients mislead
@@ -34,6 +34,7 @@ from .evaluation import study_worst_case
 from .inference import as_batch, batches, predict_scores
 from .metrics import bootstrap_ci
 from .strength import PASSES, converged, tail_drop
+from .synthesis import DISPLAY_SIGNAL
 
 #: The verdict of `inclusion_check` where the L2 ensemble leaves a higher IoU than the L-inf worst case.
 L2_WEAKER = "L2 attack weaker than the L-inf point in its ball"
@@ -99,6 +100,45 @@ def l2_robust_table(cfg, model: torch.nn.Module, dataset, *, batch_size: int = 1
                 "tail_drop": max((tail_drop(t) for t in unfooled), default=0.0),
                 "apgd_steps": max((len(t) - 1 for t in traces.values()), default=0)}))
     return pd.concat(frames, ignore_index=True)
+
+
+def budget_units(dataset, eps_255: Sequence[float], *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each budget (grey levels of an 8-bit display) against the scales of the images it perturbs.
+
+    - ``eps_over_noise``: the budget over the noise standard deviation at the foreground signal,
+      ``DISPLAY_SIGNAL / SNR`` in display units (the display maps the mean foreground signal to
+      `DISPLAY_SIGNAL` above black, and the SNR is that signal over its noise);
+    - ``eps_over_std``: the budget over the standard deviation of the image itself, the units of a
+      model that z-scores its input (the paper's "/std");
+    - ``below_noise``: whether the budget is smaller than the noise the camera already adds.
+
+    Medians over the images of `dataset` (a synthesis Dataset; its per-image SNR is measured), each with
+    a 95 % CI that resamples the images (``<column>_low``, ``<column>_high``; `n_boot` resamples,
+    `seed`): the scale is a property of the test images, and a few images pin it only so far.
+
+    Examples
+    --------
+    >>> from fmlib.synthesis import make_dataset
+    >>> units = budget_units(make_dataset("nuclei", 2, 64, snr=8.0), [8, 32])
+    >>> units.below_noise.tolist()
+    [True, False]
+    """
+    check_int("n_boot", n_boot, low=1)
+    snr = np.array([m["snr"] for m in dataset.metadata], dtype=float)
+    sigma = DISPLAY_SIGNAL / snr
+    std = dataset.images.reshape(len(dataset.images), -1).std(axis=1)
+
+    def median_ci(name: str, values: np.ndarray) -> dict:
+        estimate, low, high = bootstrap_ci(values, np.median, n_boot=n_boot, seed=seed)
+        return {name: estimate, f"{name}_low": low, f"{name}_high": high}
+
+    rows = []
+    for level in eps_255:
+        eps = check_real("eps_255", level, low=0.0, high=255.0) / 255
+        rows.append({"eps_255": float(level), "eps": eps, **median_ci("noise_sigma_255", sigma * 255),
+                     **median_ci("eps_over_noise", eps / sigma), **median_ci("eps_over_std", eps / std),
+                     "below_noise": bool(eps < np.median(sigma))})
+    return pd.DataFrame(rows)
 
 
 def inclusion_check(linf: pd.DataFrame, l2: pd.DataFrame, *, by: Sequence[str] = ("model", "structure"),

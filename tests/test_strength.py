@@ -3,7 +3,6 @@ import pandas as pd
 import pytest
 
 from fmlib import strength
-from fmlib.synthesis import make_dataset
 
 
 def _table(curves):
@@ -49,20 +48,6 @@ def test_convergence_of_an_iou_curve():
     assert strength.converged([0.9, 0.5, 0.3, 0.25, 0.249, 0.249, 0.249, 0.249])
     assert not strength.converged([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
     assert not strength.converged([0.5])
-
-
-def test_budgets_in_units_of_the_images_noise_and_std():
-    clean = strength.budget_units(make_dataset("nuclei", 3, 64, snr=8.0, seed=0), [4, 8, 16, 32])
-    noisy = strength.budget_units(make_dataset("nuclei", 3, 64, snr=2.0, seed=0), [4, 8, 16, 32])
-    # at SNR 8 the display noise is 0.35 / 8 of the range: 11.2 grey levels
-    assert clean.noise_sigma_255.iloc[0] == pytest.approx(255 * 0.35 / 8, rel=0.01)
-    assert clean.below_noise.tolist() == [True, True, False, False]
-    assert (noisy.eps_over_noise < clean.eps_over_noise).all() and noisy.below_noise.all()
-    assert (np.diff(clean.eps_over_std) > 0).all()
-    for column in ("noise_sigma_255", "eps_over_noise", "eps_over_std"):
-        assert (clean[f"{column}_low"] <= clean[column]).all() and (clean[column] <= clean[f"{column}_high"]).all()
-    with pytest.raises(ValueError, match="n_boot"):
-        strength.budget_units(make_dataset("nuclei", 2, 64, snr=8.0, seed=0), [8], n_boot=0)
 
 
 def test_tail_drop_measures_how_far_a_trace_still_falls():

@@ -115,3 +115,23 @@ def test_the_inclusion_check_carries_the_paired_difference_with_its_ci():
     assert -0.12 <= row.difference_low <= row.difference <= row.difference_high <= -0.08
     with pytest.raises(ValueError, match="n_boot"):
         threat_models.inclusion_check(linf, l2, by=("model",), n_boot=0)
+
+
+def test_budgets_in_units_of_the_images_noise_and_std():
+    clean = threat_models.budget_units(make_dataset("nuclei", 3, 64, snr=8.0, seed=0), [4, 8, 16, 32])
+    noisy = threat_models.budget_units(make_dataset("nuclei", 3, 64, snr=2.0, seed=0), [4, 8, 16, 32])
+    # at SNR 8 the display noise is 0.35 / 8 of the range: 11.2 grey levels
+    assert clean.noise_sigma_255.iloc[0] == pytest.approx(255 * 0.35 / 8, rel=0.01)
+    assert clean.below_noise.tolist() == [True, True, False, False]
+    assert (noisy.eps_over_noise < clean.eps_over_noise).all() and noisy.below_noise.all()
+    assert (np.diff(clean.eps_over_std) > 0).all()
+    for column in ("noise_sigma_255", "eps_over_noise", "eps_over_std"):
+        assert (clean[f"{column}_low"] <= clean[column]).all() and (clean[column] <= clean[f"{column}_high"]).all()
+    with pytest.raises(ValueError, match="n_boot"):
+        threat_models.budget_units(make_dataset("nuclei", 2, 64, snr=8.0, seed=0), [8], n_boot=0)
+
+
+def test_the_threat_models_docstring_examples_hold():
+    import doctest
+
+    assert doctest.testmod(threat_models).failed == 0

@@ -36,12 +36,16 @@ def members(eps: float, *, steps: int = 50, losses: Sequence[str] = tuple(LOSSES
     """The ensemble's members in the order they run: (name, how to build it)."""
     check_int("restarts", restarts, low=1)
     out = [] if norm != "linf" else [("fgsm", {}), ("ifgsm", {}), ("pgd", {"steps": pgd_steps})]
-    for loss in losses:
-        for restart in range(restarts):  # restart 0 starts from the clean image, the others at random
-            out.append((f"apgd-{loss}" + (f"-r{restart}" if restart else ""),
-                        {"loss": loss, "steps": steps, "norm": norm, "random_start": restart > 0,
-                         "seed": seed + restart}))
+    out += [_apgd_member(loss, restart, steps=steps, norm=norm, seed=seed)
+            for loss in losses for restart in range(restarts)]
     return out
+
+
+def _apgd_member(loss: str, restart: int, *, steps: int, norm: str, seed: int) -> tuple[str, dict]:
+    """The APGD member of `loss` and `restart` (0 starts from the clean image, the others at random
+    points of the budget, each with its own seed): (name, how to build it)."""
+    return (f"apgd-{loss}" + (f"-r{restart}" if restart else ""),
+            {"loss": loss, "steps": steps, "norm": norm, "random_start": restart > 0, "seed": seed + restart})
 
 
 def _build(model, name: str, eps: float, spec: dict, seed: int):
@@ -116,8 +120,7 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
     while planned or late:
         if not planned:  # the clean-start runs are done: restart the loss that won most images
             loss = _best_loss(winner, losses)
-            planned = [(f"apgd-{loss}-r{r}", {"loss": loss, "steps": steps, "norm": norm, "random_start": True,
-                                               "seed": seed + r}) for r in late]
+            planned = [_apgd_member(loss, r, steps=steps, norm=norm, seed=seed) for r in late]
             late = []
         name, spec = planned.pop(0)
         idx = (best_iou > 0).nonzero().flatten()

@@ -9,5 +9,5 @@ import warnings
 from tqdm import TqdmWarning
 
 # Without ipywidgets, tqdm.auto draws text progress bars in a notebook, which is what papermill and the
-# book want; its warning saying so would otherwise head every executed page of the book.
+# book want; its warning saying so would otherwise head every executed notebook.
 warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)

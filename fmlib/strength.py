@@ -28,7 +28,7 @@ import pandas as pd
 
 from ._checks import check_int, check_real
 from .attacks.convergence import converged, tail_drop  # noqa: F401 (part of this module's API)
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_ci, bootstrap_scores
 
 MASKING = "gradient masking suspected"
 DEGENERATE = "no better than a constant prediction on a structure"
@@ -218,12 +218,10 @@ def ensemble_checks(attacks: pd.DataFrame, robust: pd.DataFrame, *, by: Sequence
                       n_boot=n_boot, seed=seed)
     summary = robust.groupby(by).agg(apgd_converged=("converged", "all"), apgd_tail_drop=("tail_drop", "max"),
                                      apgd_steps=("apgd_steps", "max")).reset_index()
-    gains = robust.assign(gain=robust.paper_attacks_iou - robust.iou).groupby([*by, "image"]).gain.mean()
-    summary = summary.merge(pd.DataFrame(
-        [{**dict(zip(by, key if isinstance(key, tuple) else (key,))),
-          **dict(zip(("ensemble_gain", "ensemble_gain_low", "ensemble_gain_high"),
-                     bootstrap_ci(part.to_numpy(), n_boot=n_boot, seed=seed)))}
-         for key, part in gains.groupby(level=list(range(len(by))))]), on=by)
+    gains = bootstrap_scores(robust.assign(gain=robust.paper_attacks_iou - robust.iou), "gain", by, n_boot=n_boot,
+                             seed=seed)
+    summary = summary.merge(gains.drop(columns="n").rename(columns={
+        "mean": "ensemble_gain", "ci_low": "ensemble_gain_low", "ci_high": "ensemble_gain_high"}), on=by)
     checks = checks.merge(summary, on=by)
     if (attacks.attack == "pgd").any():
         pgd = diagnose(every, white_box="pgd", single_step="fgsm", iterative=("ifgsm",), by=by, tol=tol,

@@ -32,7 +32,7 @@ from ._checks import check_int, check_real
 from .attacks import check_inputs
 from .evaluation import study_worst_case
 from .inference import as_batch, batches, predict_scores
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_ci, bootstrap_scores
 from .strength import PASSES, converged, tail_drop
 from .synthesis import DISPLAY_SIGNAL
 
@@ -191,12 +191,10 @@ def inclusion_check(linf: pd.DataFrame, l2: pd.DataFrame, *, by: Sequence[str] =
     out = pairs.groupby([*by, "eps_255"], sort=True).agg(
         linf_iou=("iou_linf", "mean"), l2_iou=("iou_l2", "mean"), n_images=("image", "size"),
         l2_converged=("converged", "all")).reset_index()
-    paired = pairs.assign(difference=pairs.iou_l2 - pairs.iou_linf)
-    out = out.merge(pd.DataFrame(
-        [{**dict(zip([*by, "eps_255"], key)),
-          **dict(zip(("difference", "difference_low", "difference_high"),
-                     bootstrap_ci(part.difference.to_numpy(), n_boot=n_boot, seed=seed)))}
-         for key, part in paired.groupby([*by, "eps_255"], sort=True)]), on=[*by, "eps_255"])
+    difference = bootstrap_scores(pairs.assign(difference=pairs.iou_l2 - pairs.iou_linf), "difference",
+                                  [*by, "eps_255"], n_boot=n_boot, seed=seed)
+    out = out.merge(difference.drop(columns="n").rename(columns={
+        "mean": "difference", "ci_low": "difference_low", "ci_high": "difference_high"}), on=[*by, "eps_255"])
     out["l2_no_weaker"] = out.l2_iou <= out.linf_iou + tol
     out["verdict"] = np.where(out.l2_no_weaker, PASSES, L2_WEAKER)
     return out

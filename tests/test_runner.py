@@ -177,11 +177,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="issue #19 (item 7): the 95 % CIs of the strength checks, the budgets and the L2 inclusion "
-                          "check (notebooks 05, 06), the one BPDA worst case shared by the L-inf and L2 ensembles "
-                          "(fmlib.evaluation.study_worst_case), the tqdm warning filter and the standard profile "
-                          "that fits a session (8 test images, APGD from 50 iterations) re-key notebooks 01-08; "
-                          "the committed book is from commit 90c32c7 until the standard re-run lands", strict=False)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

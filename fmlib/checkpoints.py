@@ -1,5 +1,9 @@
 """Trained models, cached: `train` a model on synthetic data once, and `load_trained` it back.
 
+The training images are a pool drawn once from the simulator per data specification and cached
+(``<cache>/datasets/``): every model, seed and regime that trains on the same specification reads
+the same pool instead of simulating it again.
+
 A finished training is stored under ``<cache>/checkpoints/<model>-<structure>-<key>/`` (best
 weights, history, ``done.json``), named by `training_key`: the content hash (`fmlib.cache`) of the
 model, its width, the data specification, the training configuration and the code the training
@@ -13,10 +17,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .cache import content_key
+from .cache import content_key, write_atomic
 from .domain import PhysicsRanges, randomized_dataset
 from .inference import resolve_device
 from .models import create_model
@@ -56,6 +61,26 @@ class DataSpec:
                      for n, s in zip((self.n_train, self.n_val), seeds))
 
 
+def training_pool(data: DataSpec, cache: str | Path | None = None) -> tuple[tuple, tuple]:
+    """The (images, masks) of the training and of the validation set of `data`, simulated once and
+    cached under ``<cache>/datasets/``: all that a training reads of them."""
+    key = content_key(dataclasses.asdict(data), ["checkpoints.py"])
+    path = Path(cache or cache_dir()) / "datasets" / f"{data.structure}-{key}.npz"
+    if not path.exists():
+        train_set, val_set = data.make()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"train_images": train_set.images, "train_masks": train_set.masks, "val_images": val_set.images,
+                  "val_masks": val_set.masks}
+        write_atomic(path, lambda scratch: _savez(scratch, arrays))
+    with np.load(path) as stored:
+        return ((stored["train_images"], stored["train_masks"]), (stored["val_images"], stored["val_masks"]))
+
+
+def _savez(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as file:  # a file object: np.savez would append ".npz" to a path
+        np.savez(file, **arrays)
+
+
 def training_key(model_name: str, width: float, data: DataSpec, config: TrainConfig) -> str:
     """The cache key of a training: its inputs and the code it runs (this module and its imports)."""
     payload = {"model": model_name, "width": width, "data": dataclasses.asdict(data), "config": config.to_dict()}
@@ -83,7 +108,7 @@ def train(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), 
     folder = _folder(model_name, data, key, cache)
     if (folder / "done.json").exists():
         return load_trained(model_name, data, config, width=width, cache=cache, device=device)
-    train_set, val_set = data.make()
+    train_set, val_set = training_pool(data, cache)
     torch.manual_seed(config.seed)
     model = create_model(model_name, width=width)
     result = fit(model, train_set, val_set, config, checkpoint_dir=folder, device=device, progress=progress,
@@ -92,8 +117,8 @@ def train(model_name: str, data: DataSpec, config: TrainConfig = TrainConfig(), 
     result.history.to_csv(folder / "history.csv", index=False)
     (folder / "done.json").write_text(json.dumps({
         "model": model_name, "width": width, "data": dataclasses.asdict(data), "config": config.to_dict(),
-        "best_epoch": result.best_epoch, "best_val_iou": result.best_val_iou, "train_time_s": result.train_time_s,
-        "key": result.key}, indent=2))
+        "best_step": result.best_step, "best_val_iou": result.best_val_iou, "steps": result.steps,
+        "converged": result.converged, "train_time_s": result.train_time_s, "key": result.key}, indent=2))
     (folder / "last.pt").unlink(missing_ok=True)  # the best weights are all a finished model needs
     return result
 
@@ -110,5 +135,5 @@ def load_trained(model_name: str, data: DataSpec, config: TrainConfig = TrainCon
     model = create_model(model_name, width=width)
     model.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
     model.to(resolve_device(device)).eval()
-    return TrainedModel(model, pd.read_csv(folder / "history.csv"), info["best_epoch"], info["best_val_iou"], config,
-                        info["train_time_s"], info["key"])
+    return TrainedModel(model, pd.read_csv(folder / "history.csv"), info["best_step"], info["best_val_iou"], config,
+                        info["train_time_s"], info["key"], steps=info["steps"], converged=info["converged"])

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .attacks import check_inputs, evaluate_attack, worst_case
-from .attacks.ensemble import BASELINE_MEMBERS
+from .attacks.ensemble import BASELINE_MEMBERS, SQUARE, add_square
 from .corruptions import CORRUPTIONS, corrupt
 from .inference import as_batch, batches, predict, predict_scores
 from .metrics import adversarial_score, robustness_ratio, segmentation_scores
@@ -67,11 +67,14 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
     `cfg.ensemble_eps_255`, the worst case over the attack ensemble (`fmlib.attacks.worst_case`: FGSM, I-FGSM,
     PGD with `cfg.attack_steps`, and APGD on every loss with `cfg.ensemble_steps` iterations, run on to
     at most `cfg.ensemble_max_steps` while its IoU still falls, and `cfg.ensemble_restarts` runs of every
-    loss or of the best, `cfg.ensemble_restart_losses`).
+    loss or of the best, `cfg.ensemble_restart_losses`, then the gradient-free Square Attack with
+    `cfg.square_queries` queries per image on the images not yet fully fooled).
 
     Columns: image, attack (``"ensemble"``), eps, eps_255, iou, dice, clean_iou, robustness (the
     paper's ratio), ``member`` (the attack that found the worst case, ``"clean"`` if none lowered the
-    IoU), ``paper_attacks_iou`` (the worst case of FGSM, I-FGSM and PGD alone) and ``converged``
+    IoU), ``paper_attacks_iou`` (the worst case of FGSM, I-FGSM and PGD alone), ``gradient_iou`` (the
+    worst case of every gradient member, BPDA ones included: the robust IoU without Square),
+    ``square_iou`` (Square's IoU; NaN where it did not run, the image already fooled) and ``converged``
     (whether every APGD run's IoU curve had flattened, `fmlib.strength.converged`; true where the
     images were all fooled before APGD ran) with ``tail_drop``, the most that any of those runs'
     mean IoU still fell over its last quarter of iterations (`fmlib.strength.tail_drop`; 0 where the
@@ -96,6 +99,8 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
             images = np.arange(len(x))[part]
             worst = members[members.worst].set_index("image").member
             paper = members[members.member.isin(BASELINE_MEMBERS)].groupby("image").iou.min()  # own gradients
+            gradient = members[members.member != SQUARE].groupby("image").iou.min()
+            square = members[members.member == SQUARE].set_index("image").iou
             traces = members.attrs["traces"]
             unfooled = [t for t in traces.values() if t[-1] != 0]
             done = all(converged(t) for t in unfooled)
@@ -107,6 +112,8 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
                 "robustness": robustness_ratio(scores["iou"], clean["iou"][part]),
                 "member": [worst.get(k, "clean") for k in range(len(images))],
                 "paper_attacks_iou": [paper.get(k, clean["iou"][part][k]) for k in range(len(images))],
+                "gradient_iou": [min(gradient.get(k, 1.0), clean["iou"][part][k]) for k in range(len(images))],
+                "square_iou": [square.get(k, np.nan) for k in range(len(images))],
                 "converged": done, "tail_drop": still_falling, "apgd_steps": longest,
                 "apgd_trace": json.dumps({"iterations": trace_points(cfg.ensemble_max_steps),
                                           "traces": {m: [round(v, 5) for v in sample_trace(t, cfg.ensemble_max_steps)]
@@ -117,21 +124,27 @@ def robust_table(cfg, model, dataset, *, batch_size: int = 16) -> pd.DataFrame:
 def study_worst_case(cfg, model, x: torch.Tensor, y: torch.Tensor, eps: float, *,
                      norm: str = "linf") -> tuple[torch.Tensor, pd.DataFrame]:
     """`fmlib.attacks.worst_case` of the ensemble with the study's settings (`cfg`: iterations,
-    continuation, restarts, PGD steps, seed) at budget `eps` in `norm`, and for a model with a BPDA
-    backward pass (`fmlib.models.bpda`) also under it: the lower IoU per image, with the member tables
-    of both runs (members of the BPDA run named ``<member>+bpda``; ``attrs["traces"]`` of both). The
+    continuation, restarts, PGD steps, Square's queries, seed) at budget `eps` in `norm`, and for a model
+    with a BPDA backward pass (`fmlib.models.bpda`) also under it: the lower IoU per image, with the
+    member tables of both runs (members of the BPDA run named ``<member>+bpda``; ``attrs["traces"]`` of
+    both). Square (`cfg.square_queries` queries, none where the parameter is absent) runs once, after the
+    gradient members of both runs, on the images neither fooled (`fmlib.attacks.add_square`: a
+    straight-through backward pass leaves the forward pass, all Square reads, unchanged). The
     L-inf robust IoU (`robust_table`) and the L2 one (`fmlib.threat_models.l2_robust_table`) both use it.
     """
-    def run():
+    queries = cfg.get("square_queries", 0)
+
+    def run(square_queries):
         return worst_case(model, x, y, eps, steps=cfg.ensemble_steps, restarts=cfg.ensemble_restarts,
                           restart_losses=cfg.get("ensemble_restart_losses", "all"), norm=norm,
-                          pgd_steps=cfg.attack_steps, seed=cfg.seed, max_steps=cfg.ensemble_max_steps)
+                          pgd_steps=cfg.attack_steps, seed=cfg.seed, max_steps=cfg.ensemble_max_steps,
+                          square_queries=square_queries)
 
-    adv, members = run()
     if not has_straight_through(model):
-        return adv, members
+        return run(queries)
+    adv, members = run(0)
     with straight_through(model):
-        adv_st, members_st = run()
+        adv_st, members_st = run(0)
     own = torch.as_tensor(predict_scores(model, adv, y)["iou"])
     bpda = torch.as_tensor(predict_scores(model, adv_st, y)["iou"])
     better = (bpda < own).nonzero().flatten()
@@ -143,7 +156,7 @@ def study_worst_case(cfg, model, x: torch.Tensor, y: torch.Tensor, eps: float, *
     table = pd.concat([members, members_st], ignore_index=True)
     table.attrs["traces"] = {**members.attrs["traces"],
                              **{f"{k}+bpda": v for k, v in members_st.attrs["traces"].items()}}
-    return adv, table
+    return add_square(model, x, y, eps, adv, table, queries=queries, norm=norm, seed=cfg.seed)
 
 
 def transfer_table(cfg, model, dataset, surrogate) -> pd.DataFrame:

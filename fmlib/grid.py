@@ -28,6 +28,7 @@ from ._checks import check_choice
 from .cache import content_key, write_atomic
 from .checkpoints import DataSpec, checkpoint_folder, load_trained, train, training_key
 from .evaluation import attack_table, clean_scores, corruption_table, robust_table, transfer_table
+from .models import MODELS
 from .paths import cache_dir
 from .profiles import Config, model_width
 from .synthesis import make_dataset
@@ -52,21 +53,31 @@ class TrainingJob:
         return self.config.seed
 
 
-def seeds_for(cfg, structure: str) -> list[int]:
-    """The training seeds of `structure`: ``cfg.n_seeds`` of them (``cfg.seed``, ``cfg.seed + 1``, ...)
-    on ``cfg.seed_structures``, the first alone elsewhere."""
+def seeds_for(cfg, structure: str, regime: str = "standard") -> list[int]:
+    """The training seeds of `regime` on `structure`: ``cfg.n_seeds`` of them (``cfg.seed``,
+    ``cfg.seed + 1``, ...) on ``cfg.seed_structures``, the first alone elsewhere; the two defenses
+    (noise, adversarial) get ``cfg.n_defense_seeds`` where the profile sets it (the defense tests
+    pair architectures, so one seed still tests them)."""
     seeded = structure in cfg.get("seed_structures", ())
-    return [cfg.seed + i for i in range(int(cfg.get("n_seeds", 1)) if seeded else 1)]
+    n = int(cfg.get("n_seeds", 1))
+    if regime in ("noise", "adversarial") and cfg.get("n_defense_seeds") is not None:
+        n = min(n, int(cfg.n_defense_seeds))
+    return [cfg.seed + i for i in range(n if seeded else 1)]
 
 
-def train_config(cfg, regime: str, seed: int | None = None) -> TrainConfig:
+def train_config(cfg, regime: str, seed: int | None = None, model: str | None = None) -> TrainConfig:
     """The `TrainConfig` of `regime` under study configuration `cfg`, with training seed `seed`
-    (default ``cfg.seed``)."""
+    (default ``cfg.seed``), for architecture `model`: transformers get the learning rate and warm-up
+    of ``cfg.transformer_recipe`` where the profile sets one (`fmlib.models` families)."""
     check_choice("regime", regime, REGIMES)
     preset = PRESETS["paper"] if cfg.optimizer == "sgd" else PRESETS["cpu"]
-    base = preset.replace(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, loss=cfg.get("loss", preset.loss),
+    base = preset.replace(max_steps=cfg.max_steps, eval_every=cfg.eval_every, patience=cfg.patience,
+                          batch_size=cfg.batch_size, lr=cfg.lr, loss=cfg.get("loss", preset.loss),
                           mixed_precision=bool(cfg.get("mixed_precision", False)),
                           seed=cfg.seed if seed is None else seed)
+    recipe = cfg.get("transformer_recipe") or {}
+    if model is not None and recipe and MODELS[model].family == "transformer":
+        base = base.replace(lr=float(recipe.get("lr", base.lr)), warmup_steps=int(recipe.get("warmup_steps", 0)))
     if regime == "noise":
         return base.replace(defense="noise")
     if regime == "adversarial":
@@ -74,11 +85,15 @@ def train_config(cfg, regime: str, seed: int | None = None) -> TrainConfig:
     return base
 
 
-def data_spec(cfg, structure: str) -> DataSpec:
-    """The training and validation data of `structure` under `cfg`: clean images at SNR 8, or
-    acquisitions randomized at ``cfg.training_randomization`` (`fmlib.checkpoints.DataSpec`)."""
+def data_spec(cfg, structure: str, regime: str = "standard") -> DataSpec:
+    """The training and validation data of `structure` for `regime` under `cfg`
+    (`fmlib.checkpoints.DataSpec`): one acquisition at SNR 8 (the paper's protocol) for every regime
+    but ``randomized``, whose acquisitions are randomized at ``cfg.training_randomization``. The
+    validation images come from the same distribution as the training images."""
+    check_choice("regime", regime, REGIMES)
+    strength = float(cfg.get("training_randomization", 0.0)) if regime == "randomized" else 0.0
     return DataSpec(structure, n_train=cfg.n_train, n_val=cfg.n_val, size=cfg.image_size, snr=8.0, seed=cfg.seed,
-                    randomization=float(cfg.get("training_randomization", 0.0)))
+                    randomization=strength)
 
 
 def test_set(cfg, structure: str, snr: float = 8.0):
@@ -87,19 +102,20 @@ def test_set(cfg, structure: str, snr: float = 8.0):
 
 
 def regimes_for(cfg, structure: str) -> list[str]:
-    """The training regimes of `structure`: the standard one everywhere, the defended ones (noise,
-    adversarial) only on ``cfg.defense_structures`` (all structures when it is not set); a CPU
-    profile trains the defenses on nuclei only, to fit its time budget."""
+    """The training regimes of `structure`: the standard one everywhere, the others (randomized
+    acquisitions, noise augmentation, adversarial training) only on ``cfg.defense_structures`` (all
+    structures when it is not set); a CPU profile trains them on nuclei only, to fit its time budget."""
     defended = cfg.get("defense_structures", cfg.structures)
     return [r for r in cfg.regimes if r == "standard" or structure in defended]
 
 
 def training_jobs(cfg) -> list[TrainingJob]:
     """Every training run of the grid, in a fixed order."""
-    return [TrainingJob(model, structure, regime, model_width(cfg, model), data_spec(cfg, structure),
-                        train_config(cfg, regime, seed))
+    return [TrainingJob(model, structure, regime, model_width(cfg, model), data_spec(cfg, structure, regime),
+                        train_config(cfg, regime, seed, model))
             for structure in cfg.structures for seed in seeds_for(cfg, structure)
-            for regime in regimes_for(cfg, structure) for model in cfg.models]
+            for regime in regimes_for(cfg, structure) if seed in seeds_for(cfg, structure, regime)
+            for model in cfg.models]
 
 
 def train_job(job: TrainingJob, *, cache: str | Path | None = None, progress: bool = True) -> TrainedModel:
@@ -122,7 +138,7 @@ def _training_job(cfg, model: str, structure: str, regime: str, seed: int | None
     raise ValueError(f"model, structure, regime, seed: ({model!r}, {structure!r}, {regime!r}, {seed!r}) is not in the "
                      f"grid of this configuration (models {list(cfg.models)}, structures {list(cfg.structures)}, "
                      f"regimes {regimes_for(cfg, structure) if structure in cfg.structures else list(cfg.regimes)}, "
-                     f"seeds {seeds_for(cfg, structure)})")
+                     f"seeds {seeds_for(cfg, structure, regime)})")
 
 
 def trained_model(cfg, model: str, structure: str, regime: str = "standard", seed: int | None = None) -> TrainedModel:
@@ -141,7 +157,8 @@ EVALUATIONS = ("clean", "corruption", "attack", "robust", "transfer")
 _EVALUATION_PARAMETERS = {"clean": ("mixed_precision",), "corruption": ("corruptions", "mixed_precision"),
                           "attack": ("attacks", "noise_baseline", "eps_255", "n_attack_images", "attack_steps"),
                           "robust": ("ensemble_eps_255", "n_attack_images", "attack_steps", "ensemble_steps",
-                                     "ensemble_max_steps", "ensemble_restarts", "ensemble_restart_losses"),
+                                     "ensemble_max_steps", "ensemble_restarts", "ensemble_restart_losses",
+                                     "square_queries"),
                           "transfer": ("eps_255", "n_attack_images", "attack_steps")}
 _TEST_SET_PARAMETERS = ("n_test", "image_size", "seed")
 
@@ -208,7 +225,7 @@ def evaluation_jobs(cfg) -> list[EvaluationJob]:
     robust IoU, for defended models as for standard ones."""
     jobs = []
     for job in training_jobs(cfg):
-        first = job.seed == seeds_for(cfg, job.structure)[0]
+        first = job.seed == seeds_for(cfg, job.structure, job.regime)[0]
         kinds = ["clean", "corruption", *(["attack"] if first else []), "robust"]
         if first and surrogate_for(cfg, job) is not None:
             kinds.append("transfer")

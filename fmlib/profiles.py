@@ -89,6 +89,15 @@ def _widths(name, value):
             for k, v in value.items()}
 
 
+def _recipe(name, value):
+    if not isinstance(value, dict) or set(value) - {"lr", "warmup_steps"}:
+        raise ValueError(f"{name}: expected a dict with keys among 'lr' and 'warmup_steps', got {value!r}")
+    return {**({"lr": check_real(f"{name}['lr']", value["lr"], low=0.0, low_inclusive=False, high=10.0)}
+               if "lr" in value else {}),
+            **({"warmup_steps": check_int(f"{name}['warmup_steps']", value["warmup_steps"], low=0)}
+               if "warmup_steps" in value else {})}
+
+
 _snr_levels = _list_of("SNR values", lambda n, v: check_real(n, v, low=0.0, low_inclusive=False))
 _eps_levels = _list_of("budgets in grey levels", lambda n, v: check_real(n, v, low=0.0, high=255.0))
 _structures = _list_of("structures", _one_of(STRUCTURES))
@@ -111,11 +120,27 @@ PARAMETERS: dict[str, Parameter] = {
     "widths": Parameter(_widths,
                         "Channel width multiplier per model (1.0 = the paper's size; others default to 1.0)."),
     "regimes": Parameter(_list_of("training regimes", _one_of(REGIMES)),
-                         "Training regimes: standard, noise (augmentation), adversarial."),
-    "n_train": Parameter(_positive_int, "Training images per structure."),
-    "n_val": Parameter(_positive_int, "Validation images per structure (checkpoint selection)."),
+                         "Training regimes: standard (the paper's: one acquisition at SNR 8), randomized "
+                         "(acquisitions drawn per image), noise (augmentation), adversarial."),
+    "n_train": Parameter(_positive_int, "Training images per structure and regime: the pool drawn from the "
+                         "simulator that batches are drawn from, each with a random flip and rotation."),
+    "n_val": Parameter(_positive_int, "Validation images per structure and regime, from the distribution the "
+                       "regime trains on (checkpoint selection and the plateau rule)."),
     "n_test": Parameter(_positive_int, "Test images per structure."),
-    "epochs": Parameter(_positive_int, "Training epochs."),
+    "max_steps": Parameter(_positive_int, "The cap of a training run, in optimizer steps: a run stops earlier once "
+                           "its plateau rule holds (`fmlib.plateau`), and is reported as not converged if it reaches "
+                           "the cap first."),
+    "eval_every": Parameter(_positive_int, "Optimizer steps between two validations of a training run."),
+    "patience": Parameter(_positive_int, "Validations without improvement that make a plateau (`fmlib.plateau."
+                          "PlateauRule`): the learning rate is halved at the first two, and the third ends the run "
+                          "as converged."),
+    "competence_floor": Parameter(lambda n, v: check_real(n, v, low=0.0, high=1.0),
+                                  "The clean test IoU (SNR 8) that a converged model must reach to be competent "
+                                  "(`fmlib.competence`); a model under it is flagged and never ranked."),
+    "n_defense_seeds": Parameter(_positive_int, "Training seeds of the two defenses (noise, adversarial) on "
+                                 "`seed_structures` (at most `n_seeds`)."),
+    "transformer_recipe": Parameter(_recipe, "Learning rate and linear warm-up (steps) of the transformers "
+                                    "(`lr`, `warmup_steps`); empty: the CNNs' settings."),
     "batch_size": Parameter(_positive_int, "Training batch size."),
     "optimizer": Parameter(_one_of(OPTIMIZERS),
                            "adamw (cosine schedule) or sgd (the paper's: momentum 0.9, lr halved every 100 "
@@ -171,6 +196,9 @@ PARAMETERS: dict[str, Parameter] = {
                                          "CPU)."),
     "ensemble_restarts": Parameter(_positive_int, "APGD runs per loss of the ensemble (the first from the clean "
                                    "image, the others from random points)."),
+    "square_queries": Parameter(_non_negative_int, "Queries per image of the ensemble's gradient-free Square Attack, "
+                                "run after the gradient members on the images not yet fooled "
+                                "(`fmlib.attacks.Square`; 0: no Square member)."),
     "l2_structures": Parameter(_structures, "Structures on which the first seed of every standard model also meets the "
                                "L2 ensemble at the RMS-matched budget of each L-inf one (`fmlib.threat_models`)."),
     "transfer_surrogate": Parameter(_one_of(ALL_MODELS), "The model whose PGD examples are transferred to every other "
@@ -191,11 +219,12 @@ PROFILES: dict[str, dict[str, object]] = {
         n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
         corruptions=ALL_CORRUPTIONS, n_images_quality=2,
         models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.5}, regimes=list(REGIMES),
-        n_train=8, n_val=4, n_test=4, epochs=3, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
+        n_train=16, n_val=8, n_test=4, max_steps=60, eval_every=5, patience=1, competence_floor=0.3,
+        n_defense_seeds=1, transformer_recipe={}, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=list(STRUCTURES), adv_method="fgsm_rs", adv_steps=1,
         n_examples=2, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=2, attack_steps=3,
         n_seeds=2, seed_structures=["nuclei"], ensemble_steps=5, ensemble_max_steps=10, ensemble_restarts=2,
-        ensemble_restart_losses="best",
+        ensemble_restart_losses="best", square_queries=20,
         transfer_surrogate="unet3", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32],
         reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.80,
@@ -215,11 +244,13 @@ PROFILES: dict[str, dict[str, object]] = {
         n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
         corruptions=ALL_CORRUPTIONS, n_images_quality=8,
         models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=list(REGIMES),
-        n_train=48, n_val=24, n_test=8, epochs=10, batch_size=8, optimizer="adamw", lr=2e-3, loss="bce+dice",
+        n_train=512, n_val=48, n_test=8, max_steps=1200, eval_every=25, patience=4, competence_floor=0.70,
+        n_defense_seeds=1, transformer_recipe={"lr": 1e-3, "warmup_steps": 100}, batch_size=8, optimizer="adamw",
+        lr=2e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
         n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=3, attack_steps=10,
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=50, ensemble_max_steps=300, ensemble_restarts=2,
-        ensemble_restart_losses="best",
+        ensemble_restart_losses="best", square_queries=500,
         transfer_surrogate="unet", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32],
         reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
@@ -229,11 +260,12 @@ PROFILES: dict[str, dict[str, object]] = {
         n_images_snr=32, ptc_levels=16, ptc_frame_size=512, n_images_compare=64,
         corruptions=ALL_CORRUPTIONS, n_images_quality=32,
         models=list(ALL_MODELS), widths={}, regimes=list(REGIMES),
-        n_train=800, n_val=100, n_test=200, epochs=500, batch_size=4, optimizer="sgd", lr=0.01, loss="bce",
+        n_train=800, n_val=100, n_test=200, max_steps=100_000, eval_every=1000, patience=5, competence_floor=0.70,
+        n_defense_seeds=3, transformer_recipe={}, batch_size=4, optimizer="sgd", lr=0.01, loss="bce",
         mixed_precision=True, defense_structures=list(STRUCTURES), adv_method="pgd", adv_steps=10,
         n_examples=4, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=100, attack_steps=10,
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=300, ensemble_max_steps=900, ensemble_restarts=2,
-        ensemble_restart_losses="all",
+        ensemble_restart_losses="all", square_queries=5000,
         transfer_surrogate="unet", l2_structures=list(STRUCTURES),
         ensemble_eps_255=list(_PAPER_EPS_255),
         reference_model="unet", n_boot=2000, defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,

@@ -71,8 +71,9 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=
         ``method``, ``regime``, ``source``, ``tile``, ``iou``). Adds the rules on real images.
     single_scores : DataFrame, optional
         Per-tile IoU on real images of every architecture trained on one simulated acquisition, the
-        paper's protocol (``07_real_scores_single.csv``: ``method``, ``source``, ``tile``, ``iou``).
-        With `real_scores`, adds the domain-randomization rule (per architecture).
+        paper's protocol (``07_real_scores_single.csv``: the ``standard`` models competent under both
+        regimes; ``method``, ``source``, ``tile``, ``iou``). With `real_scores` (whose ``randomized``
+        rows are the other side), adds the domain-randomization rule (per architecture).
     clean_scores : DataFrame, optional
         Clean test IoU per model and structure under standard training, with each model's output
         stride (columns ``model``, ``structure``, ``iou``, ``output_stride``). Adds the output-stride rule.
@@ -200,8 +201,8 @@ def _real_image_rules(real_scores, n_boot: int, seed: int) -> list[Finding]:
 def _randomization_rule(real_scores, single_scores, n_boot: int, seed: int) -> Finding:
     """Training on the study's randomized acquisitions against the paper's single acquisition, per
     architecture: the mean real-image IoU (the mean over the real test sources, so that one large
-    source does not dominate) of the study's standard model minus that of the same architecture
-    trained with the same configuration on one acquisition. The unit is the architecture, as for the
+    source does not dominate) of the grid's ``randomized`` model minus that of its ``standard`` model
+    of the same architecture (same configuration and seed). The unit is the architecture, as for the
     defenses: tiles of one pair of trained models say nothing about the training procedure."""
     key, claim = "domain_randomization_real", ("Training on simulated acquisitions with randomized physics improves "
                                                "segmentation of real images.")
@@ -214,27 +215,29 @@ def _randomization_rule(real_scores, single_scores, n_boot: int, seed: int) -> F
     return _mean_change(key, claim, statistic, pairs.change.to_numpy(), recommendation, n_boot, seed)
 
 
-def randomization_pairs(real_scores: pd.DataFrame, single_scores: pd.DataFrame,
+def randomization_pairs(real_scores: pd.DataFrame, single_scores: pd.DataFrame | None = None,
                         sources=REAL_TEST_SOURCES) -> pd.DataFrame:
-    """Per architecture (the index), its mean real-image IoU under standard training on the study's
-    randomized acquisitions (``randomized``, from `real_scores`) and trained on one acquisition
-    (``single``, from `single_scores`), and ``randomized - single`` (``change``). Each is the mean over
-    `sources` of the mean over that source's tiles, over the sources that both sides scored for that
-    architecture; an architecture missing on either side is left out.
+    """Per architecture (the index), its mean real-image IoU trained on the study's randomized
+    acquisitions (``randomized``: the ``randomized`` rows of `real_scores`) and on one acquisition,
+    the paper's protocol (``single``: `single_scores`, by default the ``standard`` rows of
+    `real_scores`), and ``randomized - single`` (``change``). Each is the mean over `sources` of the
+    mean over that source's tiles, over the sources that both sides scored for that architecture; an
+    architecture missing on either side (not trained, or kept out by the competence gate) is left out.
 
     Examples
     --------
     >>> tiles = pd.DataFrame({"method": ["a", "a", "b"], "source": ["dsb2018", "bbbc007_test", "dsb2018"],
-    ...                       "tile": [0, 0, 0], "regime": "standard", "iou": [0.8, 0.6, 0.7]})
+    ...                       "tile": [0, 0, 0], "regime": "randomized", "iou": [0.8, 0.6, 0.7]})
     >>> randomization_pairs(tiles, tiles.assign(iou=[0.5, 0.5, 0.6]).iloc[[0, 2]]).round(2).to_dict("index")
     {'a': {'randomized': 0.8, 'single': 0.5, 'change': 0.3}, 'b': {'randomized': 0.7, 'single': 0.6, 'change': 0.1}}
     """
     def per_source(table):
         return table[table.source.isin(list(sources))].groupby(["method", "source"]).iou.mean()
 
+    single = real_scores[real_scores.regime == "standard"] if single_scores is None else single_scores
     # only the (architecture, source) cells that both sides scored, so each pair averages the same sources
-    both = pd.DataFrame({"randomized": per_source(real_scores[real_scores.regime == "standard"]),
-                         "single": per_source(single_scores)}).dropna()
+    both = pd.DataFrame({"randomized": per_source(real_scores[real_scores.regime == "randomized"]),
+                         "single": per_source(single)}).dropna()
     pairs = both.groupby(level="method").mean()
     pairs.index.name = "model"
     return pairs.assign(change=pairs.randomized - pairs.single)

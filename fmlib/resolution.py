@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from ._checks import check_array, check_choice, check_int, check_real
 from .inference import eval_mode, logit_scores, model_device
-from .training import LOSSES, segmentation_loss
+from .objectives import segmentation_loss
+from .training import LOSSES
 
 OBJECTIVES = (*LOSSES, "iou")
 

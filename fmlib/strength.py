@@ -7,27 +7,36 @@ A robust score means something only if the attack behind it is strong. Reviewers
 - the damage grows with the budget (`monotone in eps`);
 - iterative attacks do at least as well as a single step, and every attack better than random noise
   of the same budget;
-- a white-box attack does at least as well as examples transferred from another model.
+- a white-box attack does at least as well as examples transferred from another model;
+- the gradient members of the ensemble do at least as well, on every image, as its gradient-free
+  Square member (`square_wins`): a query attack that never reads a gradient beating them all is the
+  signature of masked or shattered gradients (AutoAttack includes Square for this reason).
 
 Budgets mean little without a scale: `fmlib.threat_models.budget_units` gives each one as a multiple
 of the images' own noise and of their standard deviation (the paper's "/std" units).
 
-A model on which a weaker attack (one step, noise, or a transfer) lowers the IoU more than the
-white-box attack has gradients that mislead the attack: "gradient masking suspected". A model on
-which the attack was still gaining when it stopped is "not converged". Either way its robust IoU is
-an upper bound, not a measurement, and the book does not call it robust (`attack_check`).
+A model on which a weaker attack (one step, noise, a transfer, or Square on some image) lowers the
+IoU more than the white-box (gradient) attack has gradients that mislead the attack: "gradient
+masking suspected". A model on which the attack was still gaining when it stopped is "not
+converged". Either way its robust IoU is an upper bound, not a measurement, and the book does not
+call it robust (`attack_check`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ._checks import check_int, check_real
-from .attacks.convergence import converged, tail_drop  # noqa: F401 (part of this module's API)
+from .attacks.convergence import (  # noqa: F401 (part of this module's API, kept beside the attacks)
+    converged,
+    iteration_curves,
+    sample_trace,
+    tail_drop,
+    trace_points,
+)
 from .metrics import bootstrap_ci, bootstrap_scores
 
 MASKING = "gradient masking suspected"
@@ -35,55 +44,6 @@ DEGENERATE = "no better than a constant prediction on a structure"
 NOT_CONVERGED = "not converged (upper bound)"
 PASSES = "passes"
 DEGENERATE_MARGIN = 0.02  # IoU: a clean score within this of a constant prediction's has learnt nothing
-
-
-def trace_points(steps: int) -> list[int]:
-    """The iterations at which an attack's IoU curve is kept in the study's tables (0: before the first
-    step): a dozen points, denser early, where the IoU falls fastest, and always the last.
-
-    >>> trace_points(100)
-    [0, 1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
-    """
-    steps = check_int("steps", steps, low=1)
-    fractions = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-    return sorted({0, *(max(1, round(f * steps)) for f in fractions)})
-
-
-def sample_trace(trace: Sequence[float], steps: int) -> list[float]:
-    """`trace` (the mean best IoU after each iteration, from iteration 0; an attack that stopped early,
-    every image fooled, keeps its last value) at `trace_points`.
-
-    >>> sample_trace([0.9, 0.5, 0.2], 4)
-    [0.9, 0.5, 0.2, 0.2, 0.2]
-    """
-    trace = list(trace)
-    if not trace:
-        raise ValueError("trace: expected at least the IoU before the first iteration")
-    return [float(trace[min(k, len(trace) - 1)]) for k in trace_points(steps)]
-
-
-def iteration_curves(robust: pd.DataFrame, *, by: Sequence[str] = ("model", "structure")) -> pd.DataFrame:
-    """IoU against the iteration count of each APGD member of the ensemble, from the ``apgd_trace``
-    column of `fmlib.evaluation.robust_table` rows (a JSON map member -> IoU at `trace_points`, one per
-    batch of images): one row per group of `by`, budget, member and iteration, with the mean over
-    batches (each batch weighs the same). Each member's curve is the mean best IoU of the images it
-    attacked, those that the members before it had not fully fooled. Has the attack converged? The
-    curve says it, beside the single number of `tail_drop`. Pass every column that tells batches
-    apart (a ``seed``, a ``regime``) in `by`.
-    """
-    missing = {"apgd_trace", "eps_255", *by} - set(robust.columns)
-    if missing:
-        raise ValueError(f"robust: no column(s) {sorted(missing)} (rows of fmlib.evaluation.robust_table)")
-    rows = []
-    keys = [*by, "eps_255", "apgd_trace"]
-    for values in robust[keys].drop_duplicates().itertuples(index=False):
-        group = dict(zip(keys[:-1], values[:-1]))
-        payload = json.loads(values[-1])
-        for member, curve in payload["traces"].items():
-            rows += [{**group, "member": member, "iteration": k, "iou": v}
-                     for k, v in zip(payload["iterations"], curve)]
-    table = pd.DataFrame(rows, columns=[*by, "eps_255", "member", "iteration", "iou"])
-    return table.groupby([*by, "eps_255", "member", "iteration"], as_index=False).iou.mean()
 
 
 def diagnose(table: pd.DataFrame, *, white_box: str, single_step: str = "fgsm", iterative: Sequence[str] = ("ifgsm",
@@ -192,7 +152,11 @@ def ensemble_checks(attacks: pd.DataFrame, robust: pd.DataFrame, *, by: Sequence
         CI), ``apgd_converged`` (every APGD run's curve had flattened), ``apgd_tail_drop``,
         ``apgd_steps``, ``ensemble_gain`` (mean IoU that the ensemble took below the paper's attacks,
         with ``ensemble_gain_low`` and ``ensemble_gain_high``, a CI over the images), ``pgd_verdict``
-        (the same checks of PGD alone; None where PGD was not run) and ``clean_iou``.
+        (the same checks of PGD alone; None where PGD was not run), ``clean_iou``, and the Square
+        check: ``beats_square`` (no image on which Square beat every gradient member by more than
+        `tol`; None where Square did not run, or `robust` has no ``square_iou``; False turns the
+        verdict into `MASKING`), ``square_wins`` (how many images it won), ``square_margin`` (its
+        largest margin, `square_wins`) and ``square_images`` ("image at budget (margin)", one per win).
 
     Examples
     --------
@@ -230,7 +194,47 @@ def ensemble_checks(attacks: pd.DataFrame, robust: pd.DataFrame, *, by: Sequence
     else:
         checks["pgd_verdict"] = None
     clean = robust.groupby(by).clean_iou.mean().rename("clean_iou").reset_index()
-    return checks.merge(clean, on=by)
+    checks = checks.merge(clean, on=by).merge(_square_check(robust, by, tol), on=by, how="left")
+    checks.loc[checks.beats_square.eq(False), "verdict"] = MASKING
+    return checks
+
+
+def square_wins(robust: pd.DataFrame, *, by: Sequence[str] = ("model", "structure"), tol: float = 0.01) -> pd.DataFrame:
+    """The images on which the ensemble's gradient-free Square member beat every gradient member by
+    more than `tol` (IoU), in `robust` (`fmlib.evaluation.robust_table` rows with the `by` columns:
+    ``gradient_iou``, the worst case of the gradient members, and ``square_iou``, NaN where Square did
+    not run). One row per won image: the `by` columns, ``eps_255``, ``image``, ``gradient_iou``,
+    ``square_iou`` and ``margin`` (``gradient_iou - square_iou``), largest margin first.
+
+    Examples
+    --------
+    >>> robust = pd.DataFrame({"model": "m", "eps_255": 16.0, "image": [0, 1, 2],
+    ...                        "gradient_iou": [0.7, 0.5, 0.0], "square_iou": [0.65, 0.6, np.nan]})
+    >>> wins = square_wins(robust, by=["model"])
+    >>> wins.image.tolist(), wins.margin.round(3).tolist()
+    ([0], [0.05])
+    """
+    by, tol = list(by), check_real("tol", tol, low=0.0)
+    missing = {*by, "eps_255", "image", "gradient_iou", "square_iou"} - set(robust.columns)
+    if missing:
+        raise ValueError(f"robust: no column(s) {sorted(missing)} (rows of fmlib.evaluation.robust_table)")
+    table = robust[[*by, "eps_255", "image", "gradient_iou", "square_iou"]]
+    table = table.assign(margin=table.gradient_iou - table.square_iou)
+    return table[table.margin > tol].sort_values("margin", ascending=False).reset_index(drop=True)
+
+
+def _square_check(robust: pd.DataFrame, by: Sequence[str], tol: float) -> pd.DataFrame:
+    """Per group of `by`, the Square columns of `ensemble_checks`."""
+    by = list(by)
+    robust = robust.assign(**{c: np.nan for c in ("gradient_iou", "square_iou") if c not in robust})
+    rows = []
+    for key, part in robust.groupby(by):
+        won, ran = square_wins(part, by=by, tol=tol), bool(part.square_iou.notna().any())
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                     "beats_square": won.empty if ran else None, "square_wins": len(won),
+                     "square_margin": won.margin.max() if len(won) else np.nan, "square_images": ", ".join(
+                         f"{int(r.image)} at {r.eps_255:g} ({r.margin:.3f})" for r in won.itertuples())})
+    return pd.DataFrame(rows)
 
 
 def constant_prediction_iou(masks) -> float:

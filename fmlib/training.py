@@ -1,16 +1,15 @@
 """Training: `fit` a segmentation model, with the paper's two defenses, checkpoints and a cache.
 
-- Loss: BCE with logits (optionally plus Dice), plus the auxiliary losses of architectures that
-  have them (PSPNet, ICNet), weighted as in the paper's code.
-- Optimizer and schedule from `TrainConfig`: ``PRESETS["paper"]`` is the paper's SGD (lr 0.01,
-  momentum 0.9, weight decay 1e-8, lr halved every 100 epochs); the default is AdamW with a cosine
-  schedule, which converges in the few epochs a CPU affords.
-- Defenses: Gaussian-noise augmentation (sigma drawn from 0-7 grey levels per image; loss = mean of
-  clean and noisy loss) and adversarial training (PGD, eps 8/255, step 2/255, k iterations, in
-  image space; or FGSM with a random start, "fast adversarial training"; loss = mean of clean and
-  adversarial loss). The attacks come from `fmlib.attacks`.
-- The checkpoint with the best validation IoU is kept (validation IoU can dip for an epoch while
-  BatchNorm statistics settle). Each epoch writes a resumable checkpoint.
+- Losses and the two defenses (noise augmentation, adversarial training) are `fmlib.objectives`.
+- Training counts optimizer steps on batches drawn from a pool of simulated images, each with a
+  random flip and 90-degree rotation, and validates every `TrainConfig.eval_every` steps. It runs
+  until the plateau rule (`fmlib.plateau`) holds, which is evidence that more training would not
+  help at a learning rate that still trains, or until the cap `TrainConfig.max_steps`.
+- Optimizer and schedule from `TrainConfig`: the default is AdamW with reduce-on-plateau (and a
+  linear warm-up where set, for transformers); ``PRESETS["paper"]`` is the paper's SGD (lr 0.01,
+  momentum 0.9, weight decay 1e-8, lr halved every 100 epochs).
+- The checkpoint with the best validation IoU is kept (validation IoU can dip while BatchNorm
+  statistics settle). Each validation writes a resumable checkpoint.
 
 Cached training by content key (`train`, `load_trained`) lives in `fmlib.checkpoints`, prediction in
 `fmlib.inference`.
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,39 +26,52 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ._checks import check_choice, check_int, check_real
-from .attacks.gradient import PGD  # the module itself: the ensemble is no input of a training
 from .cache import write_atomic
 from .inference import autocast, predict_scores, resolve_device
+from .objectives import defended_loss
+from .plateau import SCHEDULES, PlateauRule, learning_rate
 
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "step", "constant")
 LOSSES = ("bce", "bce+dice")
 DEFENSES = ("none", "noise", "adversarial")
 ADV_METHODS = ("pgd", "fgsm_rs")
-#: The study's training regimes, each a defense: standard training (none), Gaussian-noise
-#: augmentation and adversarial training.
-REGIMES = ("standard", "noise", "adversarial")
+#: The study's training regimes: ``standard``, the paper's protocol (one clean acquisition at SNR 8);
+#: ``randomized``, acquisitions whose physics are drawn per image (`fmlib.domain`, this project's
+#: extension); and the paper's two defenses on the standard data, Gaussian-noise augmentation and
+#: adversarial training. The data of each regime: `fmlib.grid.data_spec`.
+REGIMES = ("standard", "randomized", "noise", "adversarial")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Every field is validated; `PRESETS` holds named configurations."""
+    """How to train. Every field is validated; `PRESETS` holds named configurations.
 
-    epochs: int = 20
+    Training counts optimizer steps, not epochs: the training set is a pool drawn from the
+    simulator, and a run validates every `eval_every` steps until the plateau rule
+    (`fmlib.plateau.PlateauRule`: `patience`, `min_delta`, `lr_factor`, `max_reductions`,
+    `min_lr_ratio`) says it has converged, or until `max_steps`, the cap."""
+
+    max_steps: int = 1000
+    eval_every: int = 50
     batch_size: int = 8
     optimizer: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
-    schedule: str = "cosine"
-    step_epochs: int = 100
+    schedule: str = "plateau"
+    warmup_steps: int = 0
+    step_every: int = 20_000
     step_gamma: float = 0.5
+    patience: int = 4
+    min_delta: float = 0.005   # about the noise of a validation IoU on ~50 images
+    lr_factor: float = 0.5
+    max_reductions: int = 2
+    min_lr_ratio: float = 0.05
     loss: str = "bce"
-    augment: bool = False
+    augment: bool = True
     defense: str = "none"
     noise_levels: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)   # grey levels (/255)
     adv_eps: float = 8 / 255
@@ -71,15 +82,18 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_int("epochs", self.epochs, low=1)
+        check_int("max_steps", self.max_steps, low=1)
+        check_int("eval_every", self.eval_every, low=1)
         check_int("batch_size", self.batch_size, low=1)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_real("lr", self.lr, low=0.0, low_inclusive=False, high=10.0)
         check_real("weight_decay", self.weight_decay, low=0.0)
         check_real("momentum", self.momentum, low=0.0, high=1.0)
         check_choice("schedule", self.schedule, SCHEDULES)
-        check_int("step_epochs", self.step_epochs, low=1)
+        check_int("warmup_steps", self.warmup_steps, low=0)
+        check_int("step_every", self.step_every, low=1)
         check_real("step_gamma", self.step_gamma, low=0.0, low_inclusive=False, high=1.0)
+        _ = self.rule  # validates the plateau settings, naming the field
         check_choice("loss", self.loss, LOSSES)
         check_choice("defense", self.defense, DEFENSES)
         for i, level in enumerate(self.noise_levels):
@@ -90,7 +104,15 @@ class TrainConfig:
         check_choice("adv_method", self.adv_method, ADV_METHODS)
         if not isinstance(self.mixed_precision, bool):
             raise ValueError(f"mixed_precision: expected True or False, got {self.mixed_precision!r}")
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment: expected True or False, got {self.augment!r}")
         check_int("seed", self.seed, low=0)
+
+    @property
+    def rule(self) -> PlateauRule:
+        """The plateau rule of this configuration."""
+        return PlateauRule(patience=self.patience, min_delta=self.min_delta, factor=self.lr_factor,
+                           max_reductions=self.max_reductions, min_lr_ratio=self.min_lr_ratio)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -100,8 +122,9 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    "paper": TrainConfig(epochs=500, batch_size=4, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-8,
-                         schedule="step", step_epochs=100, step_gamma=0.5),
+    # The paper's SGD: lr 0.01 halved every 100 epochs of 800 images in batches of 4 (20,000 steps).
+    "paper": TrainConfig(max_steps=100_000, eval_every=1000, batch_size=4, optimizer="sgd", lr=0.01, momentum=0.9,
+                         weight_decay=1e-8, schedule="step", step_every=20_000, step_gamma=0.5),
     "cpu": TrainConfig(),
 }
 
@@ -111,12 +134,14 @@ class TrainedModel:
     """A trained model (best validation checkpoint loaded) and how it got there."""
 
     model: torch.nn.Module
-    history: object          # pandas DataFrame: epoch, train_loss, val_iou, val_dice, lr, seconds
-    best_epoch: int
+    history: object          # pandas DataFrame: step, train_loss, val_iou, val_dice, lr, seconds
+    best_step: int
     best_val_iou: float
     config: TrainConfig
     train_time_s: float
     key: str | None = None
+    steps: int = 0           # optimizer steps run
+    converged: bool = False  # the plateau rule held before the step cap
 
 
 def _as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,52 +157,15 @@ def _as_tensors(data) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator):
-    """Random flips and 90-degree rotations, the same for image and mask (the paper used none)."""
-    k, flip = torch.randint(0, 4, (2,), generator=generator).tolist()
-    x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
-    if flip % 2:
-        x, y = x.flip(-1), y.flip(-1)
-    return x, y
-
-
-def segmentation_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "bce") -> torch.Tensor:
-    """BCE (plus Dice) of the main output plus the weighted auxiliary losses."""
-    logits, aux = model(x, return_aux=True) if getattr(model, "aux_weights", ()) else (model(x), [])
-
-    def one(out):
-        value = F.binary_cross_entropy_with_logits(out, y)
-        if loss == "bce+dice":
-            p = torch.sigmoid(out)
-            inter = (p * y).flatten(1).sum(1)
-            value = value + (1 - (2 * inter + 1) / (p.flatten(1).sum(1) + y.flatten(1).sum(1) + 1)).mean()
-        return value
-
-    total = one(logits)
-    for weight, out in zip(model.aux_weights if aux else (), aux):
-        total = total + weight * one(out)
-    return total
-
-
-def _defended_loss(model, x, y, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    clean = segmentation_loss(model, x, y, config.loss)
-    if config.defense == "none":
-        return clean
-    if config.defense == "noise":
-        levels = torch.tensor(config.noise_levels, dtype=x.dtype)
-        sigma = levels[torch.randint(0, len(levels), (len(x),), generator=generator)].view(-1, 1, 1, 1) / 255
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        other = (x + sigma.to(x.device) * noise.to(x.device)).clamp(0, 1)
-    else:
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        if config.adv_method == "pgd":
-            attack = PGD(model, config.adv_eps, step_size=config.adv_step, steps=config.adv_steps, seed=seed)
-        else:  # FGSM from a random start (Wong et al. 2020): one step of 1.25 eps
-            attack = PGD(model, config.adv_eps, step_size=1.25 * config.adv_eps, steps=1, seed=seed)
-        # The attack's input gradients stay float32 under mixed precision: bfloat16 would quantize
-        # the signs and steps that define the perturbation.
-        with torch.autocast(x.device.type, enabled=False):
-            other = attack(x, y)
-    return 0.5 * (clean + segmentation_loss(model, other, y, config.loss))
+    """A random flip and 90-degree rotation of each image, the same for its mask (the paper used
+    none): the eight symmetries of the square, which a microscope image does not prefer."""
+    k, flip = torch.randint(0, 4, (len(x),), generator=generator), torch.randint(0, 2, (len(x),), generator=generator)
+    xs, ys = [], []
+    for xi, yi, ki, fi in zip(x, y, k.tolist(), flip.tolist()):
+        xi, yi = torch.rot90(xi, ki, (-2, -1)), torch.rot90(yi, ki, (-2, -1))
+        xs.append(xi.flip(-1) if fi else xi)
+        ys.append(yi.flip(-1) if fi else yi)
+    return torch.stack(xs), torch.stack(ys)
 
 
 def _optimizer(model, config: TrainConfig):
@@ -187,105 +175,136 @@ def _optimizer(model, config: TrainConfig):
     return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _schedule(optimizer, config: TrainConfig):
-    if config.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_epochs, config.step_gamma)
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-
-
 def _save_atomic(obj, path: Path) -> None:
     write_atomic(path, lambda scratch: torch.save(obj, scratch))
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator):
+    """Endless batches of indices: a fresh permutation of the pool at every pass."""
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for b in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            yield order[b:b + batch_size]
 
 
 def fit(model: torch.nn.Module, train_data, val_data, config: TrainConfig = TrainConfig(), *,
         checkpoint_dir: str | Path | None = None, device: str = "auto", progress: bool = True,
         description: str = "training") -> TrainedModel:
-    """Train `model` on `train_data`, keep the weights with the best validation IoU.
+    """Train `model` until its validation IoU reaches a plateau, and keep its best weights.
+
+    Every `config.eval_every` optimizer steps the model is validated; the plateau rule
+    (`fmlib.plateau.PlateauRule`) then lowers the learning rate, or ends the run as converged. A run
+    that reaches `config.max_steps` first ends as not converged.
 
     Parameters
     ----------
     model : torch.nn.Module
         A `fmlib.models.Segmenter` (or any module mapping (N, 1, H, W) to logits).
     train_data, val_data : Dataset or (images, masks)
-        Images (N, H, W) in [0, 1] and masks (N, H, W) in {0, 1}.
+        Images (N, H, W) in [0, 1] and masks (N, H, W) in {0, 1}. Batches are drawn from
+        `train_data` as a pool (a fresh permutation at each pass, with a random flip and rotation
+        of each image where `config.augment`).
     config : TrainConfig
     checkpoint_dir : path, optional
-        Where ``last.pt`` (resumable state, every epoch) and ``best.pt`` go. An interrupted run with
-        the same configuration resumes from ``last.pt``; a longer run (more `epochs`, same schedule
-        otherwise) continues from it.
+        Where ``last.pt`` (resumable state, every validation) and ``best.pt`` go. An interrupted run
+        with the same configuration resumes from ``last.pt``; a run with a higher `max_steps` (the
+        same configuration otherwise) continues from it.
     device : "auto", "cpu", "cuda", ...
     progress : bool
-        tqdm bar over epochs with the live loss and validation IoU.
+        tqdm bar over steps with the live loss and validation IoU.
+
+    Returns
+    -------
+    TrainedModel
+        With the history (one row per validation: step, train_loss, val_iou, val_dice, lr,
+        seconds), ``steps`` run, ``converged`` and the best weights loaded.
+
+    Examples
+    --------
+    >>> from fmlib.models import create_model
+    >>> from fmlib.synthesis import make_dataset
+    >>> data = make_dataset("nuclei", 8, 64, seed=0)
+    >>> result = fit(create_model("sim_unet"), data, data, TrainConfig(max_steps=20, eval_every=10), progress=False)
+    >>> list(result.history.step)
+    [10, 20]
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
     device = resolve_device(device)
     x_train, y_train = _as_tensors(train_data)
-    val_data = _as_tensors(val_data)  # converted once, not every epoch
+    val_data = _as_tensors(val_data)  # converted once, not at every validation
     torch.manual_seed(config.seed)
     model.to(device)
     optimizer = _optimizer(model, config)
-    scheduler = _schedule(optimizer, config)
     generator = torch.Generator().manual_seed(config.seed)
-    history, best_iou, best_epoch, start_epoch, elapsed = [], -1.0, -1, 0, 0.0
+    rule = config.rule
+    state = {"history": [], "best_iou": -1.0, "best_step": 0, "step": 0, "elapsed": 0.0, "reductions": 0,
+             "since": 0, "verdict": "go on"}
     best_state = copy.deepcopy(model.state_dict())
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         last = folder / "last.pt"
         if last.exists():
-            state = torch.load(last, map_location=device, weights_only=True)
-            saved = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
-            if saved.replace(epochs=config.epochs) == config and state["epoch"] <= config.epochs:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-                generator.set_state(state["generator"])
-                torch.set_rng_state(state["torch_rng"])
-                history, best_iou, best_epoch = state["history"], state["best_iou"], state["best_epoch"]
-                best_state, start_epoch, elapsed = state["best_model"], state["epoch"], state["elapsed"]
-    n = len(x_train)
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    bar = tqdm(range(start_epoch, config.epochs), desc=description, unit="epoch", disable=not progress,
-               initial=start_epoch, total=config.epochs, leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
+            saved = torch.load(last, map_location=device, weights_only=True)
+            old = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["config"].items()})
+            if old.replace(max_steps=config.max_steps) == config and saved["state"]["step"] <= config.max_steps:
+                model.load_state_dict(saved["model"])
+                optimizer.load_state_dict(saved["optimizer"])
+                generator.set_state(saved["generator"])
+                torch.set_rng_state(saved["torch_rng"])
+                state, best_state = saved["state"], saved["best_model"]
+    # The batch order has a generator of its own, so that a resumed run replays it to the same point.
+    batches = _batches(len(x_train), config.batch_size, torch.Generator().manual_seed(config.seed + 1))
+    for _ in range(state["step"]):
+        next(batches)
+    bar = tqdm(total=config.max_steps, initial=state["step"], desc=description, unit="step", disable=not progress,
+               leave=False)
+    while state["step"] < config.max_steps and state["verdict"] != "converged":
+        start, total, seen = time.perf_counter(), 0.0, 0
         model.train()
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for b in range(steps_per_epoch):
-            idx = order[b * config.batch_size:(b + 1) * config.batch_size]
+        for _ in range(min(config.eval_every, config.max_steps - state["step"])):
+            lr = learning_rate(state["step"], config.lr, schedule=config.schedule, max_steps=config.max_steps,
+                               warmup_steps=config.warmup_steps, reductions=state["reductions"],
+                               factor=config.lr_factor, step_every=config.step_every, step_gamma=config.step_gamma)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = next(batches)
             xb, yb = x_train[idx], y_train[idx]
             if config.augment:
                 xb, yb = _augment(xb, yb, generator)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with autocast(device, config.mixed_precision):
-                loss = _defended_loss(model, xb, yb, config, generator)
+                loss = defended_loss(model, xb, yb, config, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(idx)
-        scheduler.step()
+            total, seen = total + float(loss.detach()) * len(idx), seen + len(idx)
+            state["step"] += 1
+            bar.update(1)
         per_image = predict_scores(model, *val_data, mixed_precision=config.mixed_precision)
-        scores = {"iou": float(per_image["iou"].mean()), "dice": float(per_image["dice"].mean())}
+        iou, dice = float(per_image["iou"].mean()), float(per_image["dice"].mean())
         seconds = time.perf_counter() - start
-        elapsed += seconds
-        history.append({"epoch": epoch + 1, "train_loss": total / n, "val_iou": scores["iou"],
-                        "val_dice": scores["dice"], "lr": optimizer.param_groups[0]["lr"], "seconds": seconds})
-        if scores["iou"] > best_iou:
-            best_iou, best_epoch = scores["iou"], epoch + 1
+        state["elapsed"] += seconds
+        state["history"].append({"step": state["step"], "train_loss": total / seen, "val_iou": iou, "val_dice": dice,
+                                 "lr": lr, "seconds": seconds})
+        if iou > state["best_iou"]:
+            state["best_iou"], state["best_step"] = iou, state["step"]
             best_state = copy.deepcopy(model.state_dict())
             if folder is not None:
                 _save_atomic(best_state, folder / "best.pt")
-        bar.set_postfix(loss=f"{total / n:.4f}", val_iou=f"{scores['iou']:.3f}", best=f"{best_iou:.3f}")
+        scores = [h["val_iou"] for h in state["history"]]
+        lrs = [h["lr"] for h in state["history"]]
+        state["verdict"], state["reductions"], state["since"] = rule.step(
+            scores, lrs, state["reductions"], state["since"], config.lr, can_reduce=config.schedule == "plateau")
+        bar.set_postfix(loss=f"{total / seen:.4f}", val_iou=f"{iou:.3f}", best=f"{state['best_iou']:.3f}",
+                        lr=f"{lr:.1e}")
         if folder is not None:
             _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                          "torch_rng": torch.get_rng_state(), "history": history, "best_iou": best_iou,
-                          "best_epoch": best_epoch, "best_model": best_state, "epoch": epoch + 1,
-                          "elapsed": elapsed, "config": config.to_dict()}, folder / "last.pt")
+                          "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state,
+                          "best_model": best_state, "config": config.to_dict()}, folder / "last.pt")
+    bar.close()
     model.load_state_dict(best_state)
     model.eval()
-    return TrainedModel(model, pd.DataFrame(history), best_epoch, best_iou, config, elapsed)
+    return TrainedModel(model, pd.DataFrame(state["history"]), state["best_step"], state["best_iou"], config,
+                        state["elapsed"], steps=state["step"], converged=state["verdict"] == "converged")

@@ -15,7 +15,8 @@ def trained():
     train = make_dataset("nuclei", 8, 64, seed=0)
     test = make_dataset("nuclei", 6, 64, seed=50)
     torch.manual_seed(0)
-    result = fit(create_model("sim_unet"), train, train, TrainConfig(epochs=25, batch_size=4, lr=3e-3), progress=False)
+    config = TrainConfig(max_steps=50, eval_every=5, batch_size=4, lr=3e-3)
+    result = fit(create_model("sim_unet"), train, train, config, progress=False)
     device = next(result.model.parameters()).device  # fit puts the model on the "auto" device
     x = torch.from_numpy(test.images[:, None]).to(device)
     y = torch.from_numpy(test.masks[:, None].astype(np.float32)).to(device)

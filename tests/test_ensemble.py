@@ -10,12 +10,15 @@ from fmlib.attacks import (
     APGD,
     ENSEMBLE,
     LOSSES,
+    SQUARE,
     TRANSFER,
+    add_square,
     checkpoints,
     continue_until_converged,
     converged,
     create_attack,
     evaluate_attack,
+    members,
     worst_case,
 )
 from fmlib.inference import predict_scores
@@ -31,7 +34,8 @@ def trained():
     train = make_dataset("nuclei", 8, 64, seed=0)
     test = make_dataset("nuclei", 4, 64, seed=50)
     torch.manual_seed(0)
-    result = fit(create_model("sim_unet"), train, train, TrainConfig(epochs=25, batch_size=4, lr=3e-3), progress=False)
+    config = TrainConfig(max_steps=50, eval_every=5, batch_size=4, lr=3e-3)
+    result = fit(create_model("sim_unet"), train, train, config, progress=False)
     x = torch.from_numpy(test.images[:, None])
     y = torch.from_numpy(test.masks[:, None].astype(np.float32))
     return result.model.cpu(), x, y
@@ -166,8 +170,8 @@ def test_a_fully_fooled_image_is_not_attacked_further():
     x = torch.from_numpy(test.images[:, None])
     y = torch.from_numpy(test.masks[:, None].astype(np.float32))
     assert (_iou(threshold, x, y) > 0.5).all()
-    adv, table = worst_case(threshold, x, y, 0.9, steps=5)
-    assert set(table.member) == {"fgsm"} and (table.iou == 0).all() and table.worst.all()
+    adv, table = worst_case(threshold, x, y, 0.9, steps=5, square_queries=50)
+    assert set(table.member) == {"fgsm"} and (table.iou == 0).all() and table.worst.all()  # Square not run either
     assert (_iou(threshold, adv, y) == 0).all()
 
 
@@ -232,3 +236,24 @@ def test_masked_gradients_are_flagged_when_a_transfer_beats_the_white_box_attack
     row = checks.iloc[0]
     assert row.verdict == strength.PASSES and row.beats_single_step and row.beats_noise and row.monotone_in_eps
     assert row.beats_transfer is None  # not run: never reported as passed
+
+
+def test_square_runs_last_from_the_clean_image_on_the_images_not_yet_fooled(trained):
+    model, x, y = trained
+    assert members(EPS, steps=5)[-1][0] != SQUARE
+    assert members(EPS, steps=5, square_queries=30)[-1] == (SQUARE, {"queries": 30, "norm": "linf", "seed": 0})
+    assert members(1.0, norm="l2", square_queries=30)[-1][1]["norm"] == "l2"  # the L2 ensemble gets an L2 Square
+    adv, table = worst_case(model, x, y, 16 / 255, steps=3, pgd_steps=3, square_queries=30)
+    gradient = table[table.member != SQUARE].groupby("image").iou.min()
+    square = table[table.member == SQUARE]
+    assert table.member.iloc[-len(square):].eq(SQUARE).all()  # after every gradient member
+    assert sorted(square.image) == sorted(gradient[gradient > 0].index)  # only where not yet fooled
+    assert (_iou(model, adv, y) <= table.groupby("image").iou.min().to_numpy() + 1e-9).all()  # the worst case holds it
+    assert table.groupby("image").worst.sum().le(1).all()
+    assert (square.worst == (square.iou.to_numpy() < gradient.loc[square.image].to_numpy())).all()
+    assert (adv - x).abs().max() <= 16 / 255 + 1e-6
+    # add_square with no queries leaves the worst case as it is
+    same, kept = add_square(model, x, y, EPS, adv, table, queries=0)
+    assert torch.equal(same, adv) and kept is table
+    with pytest.raises(ValueError, match="square_queries"):
+        worst_case(model, x, y, EPS, steps=2, square_queries=-1)

@@ -79,7 +79,9 @@ def test_a_model_with_a_bpda_pass_is_attacked_both_ways_and_keeps_the_worse():
     table = evaluation.robust_table(cfg, net, data)
     assert len(table) == 2 and (table.iou <= table.clean_iou + 1e-9).all()
     apgd = [f"apgd-{loss}{r}" for loss in ("bce", "jaccard", "segpgd") for r in ("", "-r1")]  # -r1: a restart
-    assert set(table.member) <= {"clean", *[m + s for m in ("fgsm", "ifgsm", "pgd", *apgd) for s in ("", "+bpda")]}
+    assert set(table.member) <= {"clean", "square", *[m + s for m in ("fgsm", "ifgsm", "pgd", *apgd)
+                                                      for s in ("", "+bpda")]}  # Square once: same forward pass
+    assert (table.iou <= table.gradient_iou + 1e-9).all() and (table.iou <= table.square_iou.fillna(1) + 1e-9).all()
 
 
 def test_the_robust_table_keeps_each_apgd_runs_iou_against_its_iterations(model, test):

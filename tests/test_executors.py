@@ -8,14 +8,15 @@ import torch
 from fmlib import executors, grid, paths, profiles, runner
 from fmlib.checkpoints import load_trained
 
-# The smoke grid on nuclei, one seed: two models x three regimes, each evaluated four ways (clean, two
+# The smoke grid on nuclei, one seed: two models x four regimes, each evaluated four ways (clean, two
 # corruptions, the attacks and the noise baseline, the ensemble at one budget), and attacked with
 # examples transferred from unet3's standard model (a job that waits for two trainings): every model but
-# that one itself, which has no second seed here. 6 trainings and 29 evaluations.
+# that one itself, which has no second seed here. 8 trainings and 39 evaluations.
 CFG = profiles.resolve("smoke", structures=["nuclei"], corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"],
                        n_seeds=1, ensemble_eps_255=[8])
-N_EVALUATIONS = 29
-N_JOBS = 6 + N_EVALUATIONS
+N_EVALUATIONS = 39
+N_TRAININGS = 8
+N_JOBS = N_TRAININGS + N_EVALUATIONS
 
 
 def _tables(cfg, cache) -> dict[str, bytes]:
@@ -36,8 +37,8 @@ def _weights(cfg, cache) -> dict[str, torch.Tensor]:
 def serial(tmp_path_factory):
     cache = tmp_path_factory.mktemp("serial")
     report = executors.run_grid(CFG, executor="serial", threads_per_job=1, cache=cache, progress=False)
-    assert len(report) == N_JOBS and list(report.kind[:6]) == ["train"] * 6  # every training before the evaluations
-    assert set(report.status[:6]) == {"trained"} and set(report.status[6:]) == {"evaluated"}
+    assert len(report) == N_JOBS and list(report.kind[:N_TRAININGS]) == ["train"] * N_TRAININGS  # trainings first
+    assert set(report.status[:N_TRAININGS]) == {"trained"} and set(report.status[N_TRAININGS:]) == {"evaluated"}
     return cache
 
 

@@ -7,11 +7,33 @@ from fmlib.checkpoints import load_trained, train
 def test_defended_regimes_only_on_the_defense_structures():
     cfg = profiles.resolve("smoke", models=["unet3"], defense_structures=["nuclei"])
     jobs = grid.training_jobs(cfg)
-    assert {(j.structure, j.regime) for j in jobs} == {("nuclei", "standard"), ("nuclei", "noise"),
-                                                       ("nuclei", "adversarial"), ("mitochondria", "standard"),
-                                                       ("er", "standard")}
+    assert {(j.structure, j.regime) for j in jobs} == {("nuclei", "standard"), ("nuclei", "randomized"),
+                                                       ("nuclei", "noise"), ("nuclei", "adversarial"),
+                                                       ("mitochondria", "standard"), ("er", "standard")}
     assert grid.regimes_for(cfg, "er") == ["standard"]
-    assert grid.regimes_for(cfg, "nuclei") == ["standard", "noise", "adversarial"]
+    assert grid.regimes_for(cfg, "nuclei") == ["standard", "randomized", "noise", "adversarial"]
+
+
+def test_every_regime_has_its_seeds_and_its_data():
+    cfg = profiles.resolve("smoke", models=["unet3"], defense_structures=["nuclei"], n_seeds=3, n_defense_seeds=1)
+    seeds = {}
+    for job in grid.training_jobs(cfg):
+        seeds.setdefault((job.structure, job.regime), []).append(job.seed)
+        assert job.data.randomization == (cfg.training_randomization if job.regime == "randomized" else 0.0)
+    assert seeds[("nuclei", "standard")] == seeds[("nuclei", "randomized")] == [0, 1, 2]
+    assert seeds[("nuclei", "noise")] == seeds[("nuclei", "adversarial")] == [0]  # the defenses: one seed
+    assert seeds[("er", "standard")] == [0]
+    assert grid.seeds_for(cfg, "nuclei", "adversarial") == [0]
+
+
+def test_transformers_get_their_recipe():
+    cfg = profiles.resolve("smoke", models=["unet3", "segformer"], transformer_recipe={"lr": 5e-4, "warmup_steps": 7})
+    assert (grid.train_config(cfg, "standard", model="segformer").lr,
+            grid.train_config(cfg, "standard", model="segformer").warmup_steps) == (5e-4, 7)
+    assert (grid.train_config(cfg, "standard", model="unet3").lr,
+            grid.train_config(cfg, "standard", model="unet3").warmup_steps) == (cfg.lr, 0)
+    with pytest.raises(ValueError, match="transformer_recipe"):
+        profiles.resolve("smoke", transformer_recipe={"momentum": 0.9})
 
 
 def test_train_config_follows_the_study_parameters():
@@ -41,7 +63,8 @@ def test_every_trained_model_gets_its_evaluations_with_its_regimes_attacks():
     assert kinds[("nuclei", "standard", 1)] == ["clean", "corruption", "robust"]
     # a defended model gets the strength checks too: one FGSM step, noise and the transfer
     assert kinds[("nuclei", "adversarial", 0)] == ["clean", "corruption", "attack", "robust", "transfer"]
-    assert kinds[("nuclei", "adversarial", 1)] == ["clean", "corruption", "robust"]
+    assert ("nuclei", "adversarial", 1) not in kinds  # the defenses train one seed at smoke
+    assert kinds[("nuclei", "randomized", 1)] == ["clean", "corruption", "robust"]
     assert kinds[("er", "standard", 0)] == ["clean", "corruption", "attack", "robust"]
     transfer = {j.training.regime: j for j in jobs if j.kind == "transfer"}
     assert (transfer["standard"].surrogate.model, transfer["standard"].surrogate.seed) == ("unet3", 1)
@@ -83,7 +106,7 @@ def test_an_evaluation_key_follows_only_the_parameters_it_reads():
     assert key("robust") != key("robust", ensemble_steps=7)
     assert key("robust") == key("robust", n_seeds=3)
     assert key("clean") != key("clean", n_test=3)  # another test set
-    assert key("clean") != key("clean", epochs=2)  # another model
+    assert key("clean") != key("clean", max_steps=2)  # another model
 
 
 @pytest.fixture(scope="module")

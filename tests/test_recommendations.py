@@ -80,7 +80,7 @@ def test_randomization_rule_pairs_each_architecture_with_its_single_acquisition_
             for t in range(n_tiles):
                 tile = {"method": f"m{m}", "source": source, "tile": f"{source}/{t}"}
                 gain = 0.3 if source == "dsb2018" else 0.1
-                real.append({**tile, "regime": "standard", "iou": 0.5 + gain + 0.01 * m})
+                real.append({**tile, "regime": "randomized", "iou": 0.5 + gain + 0.01 * m})
                 real.append({**tile, "regime": "noise", "iou": 0.0})  # another regime: not the comparison
                 single.append({**tile, "iou": 0.5 + 0.01 * m})
     found = _by_key(recommendations.evaluate_rules(_models(), _defenses(), real_scores=pd.DataFrame(real),
@@ -91,6 +91,16 @@ def test_randomization_rule_pairs_each_architecture_with_its_single_acquisition_
     without = _by_key(recommendations.evaluate_rules(_models(), _defenses(), real_scores=pd.DataFrame(real),
                                                      n_boot=100))
     assert "domain_randomization_real" not in without
+
+
+def test_randomization_pairs_set_the_randomized_grid_models_against_the_standard_ones():
+    rows = [{"method": m, "source": "dsb2018", "tile": t, "regime": regime, "iou": iou}
+            for m, (standard, randomized) in {"a": (0.5, 0.8), "b": (0.7, 0.6)}.items() for t in range(2)
+            for regime, iou in (("standard", standard), ("randomized", randomized), ("noise", 0.0))]
+    rows.append({"method": "c", "source": "dsb2018", "tile": 0, "regime": "randomized", "iou": 0.9})  # no twin
+    pairs = recommendations.randomization_pairs(pd.DataFrame(rows))
+    assert pairs.index.tolist() == ["a", "b"]
+    assert pairs.change.round(3).tolist() == [0.3, -0.1]
 
 
 def _clean_scores(strides, gap_per_stride, structures=("nuclei", "mitochondria", "er")):

@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-from fmlib import simtoreal
-from fmlib.domain import PhysicsRanges, randomized_dataset
+from fmlib import grid, simtoreal
+from fmlib.checkpoints import DataSpec, checkpoint_folder
+from fmlib.domain import randomized_dataset
 from fmlib.metrics import robustness_ratio
 from fmlib.models import create_model
-from fmlib.profiles import Config
+from fmlib.profiles import Config, model_width, resolve
 from fmlib.realdata import REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles
 from fmlib.training import TrainConfig
 
@@ -191,28 +192,53 @@ def _weights(model):
 
 def test_the_real_reference_trains_on_the_training_part_with_its_seed():
     tiles = _discs(6)
-    kwargs = dict(epochs=1, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
+    kwargs = dict(epochs=2, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
     fitted = simtoreal.fit_real_reference("sim_unet", tiles, **kwargs)
-    assert fitted.config == TrainConfig(epochs=1, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
+    train, _ = simtoreal.validation_split(tiles)
+    per_epoch = len(train.images) // 2  # steps per pass over the training part, validated after each
+    assert fitted.config == TrainConfig(max_steps=2 * per_epoch, eval_every=per_epoch, schedule="cosine",
+                                        batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
+    assert 0 < fitted.steps <= 2 * per_epoch
     again = simtoreal.fit_real_reference("sim_unet", tiles, **kwargs)
     assert torch.equal(_weights(fitted.model), _weights(again.model))
     assert not torch.equal(_weights(fitted.model),
                            _weights(simtoreal.fit_real_reference("sim_unet", tiles, **{**kwargs, "seed": 4}).model))
 
 
-def test_randomized_candidates_train_on_their_own_scenes_at_each_strength():
-    ranges = PhysicsRanges()
-    config = TrainConfig(epochs=1, batch_size=2, seed=5)
-    candidates = simtoreal.randomized_candidates("sim_unet", [1.0, 0.5], config, n_train=2, n_val=1, size=32, seed=5,
-                                                 ranges=ranges, progress=False)
-    assert list(candidates) == [1.0, 0.5]
-    for strength, (model, train_set) in candidates.items():
-        expected = randomized_dataset("nuclei", 2, 32, seed=5 + simtoreal.RANDOMIZED_TRAIN_SEED_OFFSET,
-                                      ranges=ranges.scaled(strength))
-        np.testing.assert_array_equal(train_set.images, expected.images)
-        assert isinstance(model, torch.nn.Module)
+def test_randomized_candidates_train_on_their_own_scenes_at_each_strength(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMROBUST_CACHE", str(tmp_path))
+    config = TrainConfig(max_steps=2, eval_every=1, batch_size=2, seed=5)
+    candidates = simtoreal.randomized_candidates("sim_unet", [1.0, 0.5, 0.0], config, n_train=4, n_val=1, size=32,
+                                                 seed=5, progress=False, n_shown=3)
+    assert list(candidates) == [1.0, 0.5, 0.0]
+    for strength, (model, train_set, converged) in candidates.items():
+        spec = DataSpec("nuclei", n_train=4, n_val=1, size=32, snr=8.0, seed=5, randomization=strength)
+        np.testing.assert_array_equal(train_set.images, spec.make()[0].images[:3])  # the first of its pool
+        assert isinstance(model, torch.nn.Module) and isinstance(converged, bool)
+        # trained through the study's cache, under the key of its data specification
+        assert (checkpoint_folder("sim_unet", 1.0, spec, config) / "done.json").exists()
     physics = [candidates[s].train_set.metadata[0]["physics"]["snr"] for s in (1.0, 0.5)]
     assert physics[0] != physics[1]
+    # Strength 0 is the paper's single acquisition at SNR 8; asked again, every strength is loaded, not retrained.
+    assert "physics" not in candidates[0.0].train_set.metadata[0]
+    again = simtoreal.randomized_candidates("sim_unet", [0.5], config, n_train=4, n_val=1, size=32, seed=5,
+                                            progress=False, cache=tmp_path)
+    assert torch.equal(_weights(again[0.5].model), _weights(candidates[0.5].model))
+
+
+def test_the_candidates_at_the_grids_strengths_are_the_grids_own_models(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMROBUST_CACHE", str(tmp_path))
+    cfg = resolve("smoke", n_train=4, n_val=1, image_size=32, max_steps=2, eval_every=1)
+    for regime, strength in (("standard", 0.0), ("randomized", cfg.training_randomization)):
+        job = next(j for j in grid.training_jobs(cfg) if (j.model, j.structure, j.regime, j.seed) == (
+            "sim_unet", "nuclei", regime, cfg.seed))
+        grid.train_job(job, progress=False)
+        candidate = simtoreal.randomized_candidates(
+            "sim_unet", [strength], grid.train_config(cfg, "randomized", model="sim_unet"), n_train=cfg.n_train,
+            n_val=cfg.n_val, size=cfg.image_size, seed=cfg.seed, width=model_width(cfg, "sim_unet"),
+            progress=False)[strength]
+        trained = grid.trained_model(cfg, "sim_unet", "nuclei", regime).model
+        assert torch.equal(_weights(candidate.model), _weights(trained))
 
 
 def test_robustness_tables_label_models_and_add_the_robustness():

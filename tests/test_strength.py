@@ -117,3 +117,24 @@ def test_ensemble_checks_flag_a_defended_model_whose_transfer_or_single_step_bea
     assert strength.attack_check(pd.DataFrame([row]), by=("model",)).attack_check.iloc[0] == strength.NOT_CONVERGED
     with pytest.raises(ValueError, match="robust: no column"):
         strength.ensemble_checks(_table(weak), _robust([0.5, 0.3, 0.1]).drop(columns="converged"), by=("model",))
+
+
+def test_the_square_check_flags_a_model_where_square_beats_every_gradient_member_and_names_the_images():
+    weak = _table({"fgsm": [0.7, 0.6, 0.5], "noise": [0.9, 0.9, 0.85], "transfer": [0.8, 0.7, 0.6]})
+    robust = _robust([0.5, 0.3, 0.1]).assign(gradient_iou=lambda r: r.iou, square_iou=lambda r: r.iou + 0.2)
+    row = strength.ensemble_checks(weak, robust, by=("model",), n_boot=50).iloc[0]
+    assert row.verdict == strength.PASSES and row.beats_square and row.square_wins == 0 and row.square_images == ""
+    won = robust.copy()
+    won.loc[(won.eps_255 == 8) & (won.image == 1), "square_iou"] = 0.25  # beats the gradient members' 0.3
+    won.loc[(won.eps_255 == 32) & (won.image == 0), "square_iou"] = 0.095  # within tol: no win
+    row = strength.ensemble_checks(weak, won, by=("model",), n_boot=50).iloc[0]
+    assert row.verdict == strength.MASKING and not row.beats_square and row.square_wins == 1
+    assert row.square_margin == pytest.approx(0.05) and row.square_images == "1 at 8 (0.050)"
+    assert strength.attack_check(pd.DataFrame([row])).attack_check.iloc[0] == strength.MASKING
+    wins = strength.square_wins(won, by=("model",))
+    assert wins[["image", "eps_255"]].values.tolist() == [[1, 8]] and wins.margin.iloc[0] == pytest.approx(0.05)
+    # Square did not run (every image fooled first, or a robust table from before it): not run, never passed
+    row = strength.ensemble_checks(weak, robust.assign(square_iou=np.nan), by=("model",), n_boot=50).iloc[0]
+    assert row.beats_square is None and row.verdict == strength.PASSES
+    with pytest.raises(ValueError, match="square_iou"):
+        strength.square_wins(robust.drop(columns="square_iou"), by=("model",))

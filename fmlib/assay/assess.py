@@ -128,7 +128,8 @@ def assess(model: torch.nn.Module, structure: str, profile: str = "standard", *,
     summary["robust_iou"] = robust.iou.mean() if robust is not None else float("nan")
     parameters = {k: cfg[k] for k in ("profile", "seed", "image_size", "n_test", "n_attack_images", "attack_steps",
                                       "corruptions", "attacks", "eps_255", "ensemble_steps", "ensemble_max_steps",
-                                      "ensemble_restarts", "ensemble_restart_losses", "ensemble_eps_255")}
+                                      "ensemble_restarts", "ensemble_restart_losses", "ensemble_eps_255",
+                                      "square_queries")}
     parameters.update(output=output, in_channels=in_channels, normalization=normalization, ensemble=ensemble)
     return AssayResult(name, structure, cfg.profile, clean, corruption, adversarial, summary, parameters, adapted,
                        test, real, robust, cancelled)
@@ -154,7 +155,7 @@ def demo_model(structure: str = "nuclei", profile: str = "smoke", *, seed: int =
     """A small U-Net (``sim_unet``) trained briefly on the profile's training data: the notebook's
     example when no model is given. Cached like every training of the study."""
     cfg = resolve(profile, seed=seed)
-    config = train_config(cfg, "standard").replace(epochs=max(3, min(cfg.epochs, 10)))
+    config = train_config(cfg, "standard", model="sim_unet").replace(max_steps=min(cfg.max_steps, 200))
     return train("sim_unet", data_spec(cfg, structure), config, progress=False).model
 
 

@@ -63,7 +63,7 @@ def reference_tables(profile: str, structure: str, root: str | Path | None = Non
 #: Attack parameters that no reference table shows but that change its scores: the assay must use the
 #: reference run's values (read from its manifest) to be ranked against it.
 _ATTACK_BUDGET = ("attack_steps", "ensemble_steps", "ensemble_max_steps", "ensemble_restarts",
-                  "ensemble_restart_losses")
+                  "ensemble_restart_losses", "square_queries")
 
 
 def _check_aligned(result: AssayResult, reference: dict) -> None:

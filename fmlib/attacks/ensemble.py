@@ -5,7 +5,13 @@ only as low as the strongest attack found, so each image is attacked by every me
 and PGD (the paper's attacks) and APGD on several losses with random restarts, and keeps the
 adversarial image of lowest IoU. By construction no single member does better than the ensemble.
 An image whose IoU reaches zero is fully fooled and is not attacked further, which keeps the
-ensemble affordable. An APGD run whose IoU curve is still falling when its iterations end
+ensemble affordable. Every one of those members follows the model's gradient; the last one, the
+Square Attack (`fmlib.attacks.square.Square`, Andriushchenko et al. 2020), reads only the logits, so
+masked or shattered gradients cannot stop it (`add_square`: on the images not yet fooled, from the
+clean image, with a budget of queries per image). A Square win is the sign of masking that
+`fmlib.strength` flags.
+
+An APGD run whose IoU curve is still falling when its iterations end
 (`fmlib.attacks.convergence.converged`) goes on from its best point, as many iterations again at a
 time, until the curve flattens or `max_steps` is reached: a fixed iteration count would leave the
 strongest models, where the attack is slowest, with an upper bound.
@@ -24,20 +30,26 @@ from .apgd import APGD, LOSSES
 from .base import check_inputs
 from .convergence import converged
 from .gradient import FGSM, IFGSM, PGD
+from .square import Square
 
 #: The paper's attacks, run first: cheap, and what the ensemble must never be weaker than.
 BASELINE_MEMBERS = ("fgsm", "ifgsm", "pgd")
+#: The name of the Square member in the ensemble's tables.
+SQUARE = "square"
 #: Which losses get the random restarts of `worst_case`: every one, or only the one that won most images.
 RESTART_LOSSES = ("all", "best")
 
 
 def members(eps: float, *, steps: int = 50, losses: Sequence[str] = tuple(LOSSES), restarts: int = 1,
-            pgd_steps: int = 10, norm: str = "linf", seed: int = 0) -> list[tuple[str, dict]]:
-    """The ensemble's members in the order they run: (name, how to build it)."""
+            pgd_steps: int = 10, norm: str = "linf", seed: int = 0, square_queries: int = 0) -> list[tuple[str, dict]]:
+    """The ensemble's members in the order they run: (name, how to build it); Square last, where it has
+    queries."""
     check_int("restarts", restarts, low=1)
     out = [] if norm != "linf" else [("fgsm", {}), ("ifgsm", {}), ("pgd", {"steps": pgd_steps})]
     out += [_apgd_member(loss, restart, steps=steps, norm=norm, seed=seed)
             for loss in losses for restart in range(restarts)]
+    if check_int("square_queries", square_queries, low=0):
+        out.append((SQUARE, {"queries": square_queries, "norm": norm, "seed": seed}))
     return out
 
 
@@ -84,8 +96,8 @@ def continue_until_converged(attacker: APGD, images: torch.Tensor, masks: torch.
 
 def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int = 50,
                losses: Sequence[str] = tuple(LOSSES), restarts: int = 1, pgd_steps: int = 10, norm: str = "linf",
-               seed: int = 0, max_steps: int | None = None,
-               restart_losses: str = "all") -> tuple[torch.Tensor, pd.DataFrame]:
+               seed: int = 0, max_steps: int | None = None, restart_losses: str = "all",
+               square_queries: int = 0) -> tuple[torch.Tensor, pd.DataFrame]:
     """The per-image worst case over the ensemble (`members`) at budget `eps`.
 
     Each APGD run has `steps` iterations, and one whose IoU curve has not flattened by then runs on
@@ -95,6 +107,9 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
     of the budget ball: for every loss (`restart_losses` ``"all"``), or, to halve what restarts cost
     on a CPU, only for the loss whose run found the most of the worst cases so far (``"best"``: the
     random restarts run last, on that loss alone; ties go to the earlier loss of `losses`).
+
+    With `square_queries` > 0 the Square Attack runs last, with that many queries per image, on the
+    images not yet fully fooled (`add_square`; its member is ``"square"``).
 
     Returns the adversarial images (N, 1, H, W) and a table with one row per image and member that
     ran on it: ``image``, ``member``, ``iou`` (that member's attacked IoU) and ``worst`` (whether it is
@@ -107,6 +122,7 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
         raise ValueError(f"max_steps: expected at least steps={steps}, got {max_steps}")
     check_choice("restart_losses", restart_losses, RESTART_LOSSES)
     restarts = check_int("restarts", restarts, low=1)
+    square_queries = check_int("square_queries", square_queries, low=0)
     x, y = check_inputs(images, masks)
     device = model_device(model)
     best = x.clone()
@@ -145,4 +161,34 @@ def worst_case(model: torch.nn.Module, images, masks, eps: float, *, steps: int 
     table["worst"] = pd.Series([winner[i] == m for i, m in zip(table.image, table.member)], index=table.index,
                                dtype=bool)
     table.attrs["traces"] = traces
-    return best, table
+    return add_square(model, x, y, eps, best, table, queries=square_queries, norm=norm, seed=seed)
+
+
+def add_square(model: torch.nn.Module, images, masks, eps: float, adversarial: torch.Tensor, table: pd.DataFrame, *,
+               queries: int, norm: str = "linf", seed: int = 0) -> tuple[torch.Tensor, pd.DataFrame]:
+    """The Square member after the gradient members: `fmlib.attacks.square.Square` with `queries`
+    queries per image, from the clean `images`, on those whose worst case so far (`adversarial`, with
+    the member `table` of `worst_case`) is not fully fooled.
+
+    Returns the worst case with Square's wins in it, and `table` with a row per image Square ran on
+    (member `SQUARE`; ``worst`` where it lowered the IoU, the image's earlier pick then losing its
+    flag). Nothing runs where `queries` is 0. ``attrs["traces"]`` stays that of the APGD runs.
+    """
+    queries = check_int("queries", queries, low=0)
+    x, y = check_inputs(images, masks)
+    best = torch.as_tensor(adversarial).float().clone()
+    best_iou = torch.as_tensor(predict_scores(model, best, y)["iou"])
+    idx = (best_iou > 0).nonzero().flatten()
+    if not queries or not len(idx):
+        return best, table
+    device = model_device(model)
+    adv = Square(model, eps, queries=queries, norm=norm, seed=seed)(x[idx].to(device), y[idx].to(device)).cpu()
+    iou = torch.as_tensor(predict_scores(model, adv, y[idx])["iou"])
+    lower = iou < best_iou[idx]
+    best[idx[lower]] = adv[lower]
+    won = idx[lower].tolist()
+    rows = pd.DataFrame({"image": idx.tolist(), "member": SQUARE, "iou": iou.tolist(), "worst": lower.tolist()})
+    out = pd.concat([table.assign(worst=table.worst & ~table.image.isin(won)), rows], ignore_index=True)
+    out["worst"] = out.worst.astype(bool)
+    out.attrs = {"traces": dict(table.attrs.get("traces", {}))}
+    return best, out

@@ -8,9 +8,15 @@ and plain values:
 - choose models on the selection source only, never on a test source (`best_architecture`,
   `best_strength`; the sources are `fmlib.realdata.SELECTION_SOURCE` and
   `fmlib.realdata.REAL_TEST_SOURCES`);
+- report both training regimes, the paper's protocol (``standard``) and randomized acquisitions
+  (``randomized``, the sim-to-real targets' regime), and keep every choice and ranking to the models
+  that notebook 03's competence gate passed (`with_competence`, `competent_models`,
+  `excluded_text`, `candidate_verdicts`, `seeded_pool`, `regime_targets`, `regime_robustness`,
+  `regime_defense`);
 - train the two comparisons of the chapter: the best architecture on the real training tiles
   (`fit_real_reference`) and on domain-randomized synthetic images at several strengths
-  (`randomized_candidates`, `candidate_scores`);
+  (`randomized_candidates`, `candidate_scores`), and a sample of a data specification's training
+  images (`training_sample`);
 - corruptions, attacks and the attack ensemble's robust IoU on a few real tiles spread over an
   image (`spread_tiles`, `robustness_tables`, `robust_tables`);
 - the verdicts: whether the chosen synthetic-trained model clears the sim-to-real bar on the DSB
@@ -39,14 +45,23 @@ from .agreement import (
 )
 from .changes import change_summary, protocol_change
 from .comparisons import (
-    RANDOMIZED_TRAIN_SEED_OFFSET,
-    RANDOMIZED_VAL_SEED_OFFSET,
     Candidate,
     candidate_scores,
     fit_real_reference,
     randomized_candidates,
+    training_sample,
 )
 from .objects import median_against_baseline, object_counts, object_scores, predicted_instances
+from .regimes import (
+    candidate_verdicts,
+    competent_models,
+    excluded_text,
+    regime_defense,
+    regime_robustness,
+    regime_targets,
+    seeded_pool,
+    with_competence,
+)
 from .scores import (
     BASELINE,
     BASELINE_REGIME,
@@ -88,8 +103,6 @@ __all__ = [
     "BASELINE",
     "BASELINE_REGIME",
     "Candidate",
-    "RANDOMIZED_TRAIN_SEED_OFFSET",
-    "RANDOMIZED_VAL_SEED_OFFSET",
     "RANK_MEANINGS",
     "RankAgreement",
     "SimToRealBar",
@@ -108,6 +121,7 @@ __all__ = [
     "fit_real_reference",
     "pool_scores",
     "randomized_candidates",
+    "training_sample",
     "rank_agreement",
     "ranking_table",
     "robust_tables",
@@ -118,4 +132,12 @@ __all__ = [
     "spread_tiles",
     "tile_subset",
     "validation_split",
+    "candidate_verdicts",
+    "competent_models",
+    "excluded_text",
+    "regime_defense",
+    "regime_robustness",
+    "regime_targets",
+    "seeded_pool",
+    "with_competence",
 ]

@@ -3,14 +3,17 @@ training tiles, and trained on domain-randomized synthetic images at several str
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..domain import PhysicsRanges, randomized_dataset
+from .._checks import check_int
+from ..checkpoints import DataSpec, train
 from ..models import create_model
 from ..realdata import Tiles
 from ..synthesis import Dataset
@@ -18,75 +21,92 @@ from ..training import TrainConfig, TrainedModel, fit
 from .scores import source_scores
 from .tiles import validation_split
 
-#: Seed offsets, from the study seed, of the randomized training and validation scenes: seeds of
-#: their own, so that no randomized scene repeats a training, validation or test scene of the study.
-RANDOMIZED_TRAIN_SEED_OFFSET = 7
-RANDOMIZED_VAL_SEED_OFFSET = 8
-
 
 def fit_real_reference(model_name: str, tiles: Tiles, *, width: float = 1.0, epochs: int, batch_size: int,
                        lr: float, loss: str, seed: int, progress: bool = False) -> TrainedModel:
     """Train `model_name` on real tiles: the real-data reference of the synthetic-trained models.
 
-    The first fifth of `tiles` validates (`validation_split`), the rest trains, with the library's
-    default `TrainConfig` (AdamW, cosine schedule) at `epochs`, `batch_size`, `lr`, `loss` and
-    `seed`; the weights are initialized after ``torch.manual_seed(seed)``. Pass the selection
-    source's tiles, so that no test tile is seen in training.
+    The first fifth of `tiles` validates (`validation_split`), the rest trains, with AdamW on a cosine
+    schedule over `epochs` passes of the few real tiles (validated after each; the plateau rule may
+    end it earlier), at `batch_size`, `lr`, `loss` and `seed`; the weights are initialized after
+    ``torch.manual_seed(seed)``. Pass the selection source's tiles, so that no test tile is seen in
+    training.
     """
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, loss=loss, seed=seed)
+    train, val = validation_split(tiles)
+    per_epoch = max(1, len(train.images) // batch_size)
+    config = TrainConfig(max_steps=epochs * per_epoch, eval_every=per_epoch, schedule="cosine", batch_size=batch_size,
+                         lr=lr, loss=loss, seed=seed)
     torch.manual_seed(seed)
     model = create_model(model_name, width=width)
-    train, val = validation_split(tiles)
     return fit(model, train, val, config, progress=progress)
 
 
 class Candidate(NamedTuple):
-    """A model trained at one randomization strength, and the synthetic images it was trained on."""
+    """A model trained at one randomization strength, the first synthetic images it was trained on,
+    and whether its training converged (the plateau rule held before the step cap)."""
 
     model: torch.nn.Module
     train_set: Dataset
+    converged: bool = True
 
 
 def randomized_candidates(model_name: str, strengths: Iterable[float], config: TrainConfig, *, n_train: int,
                           n_val: int, size: int, seed: int, width: float = 1.0, structure: str = "nuclei",
-                          ranges: PhysicsRanges | None = None, progress: bool = True) -> dict[float, Candidate]:
-    """Train `model_name` on domain-randomized images (`fmlib.domain`) at each of `strengths`.
+                          progress: bool = True, n_shown: int = 8,
+                          cache: str | Path | None = None) -> dict[float, Candidate]:
+    """Train `model_name` on domain-randomized images (`fmlib.domain`) at each of `strengths`, or
+    load it: the trainings are cached like the study's (`fmlib.checkpoints.train`), and strength 0
+    (the paper's single acquisition at SNR 8) is the study's ``standard`` data, strength
+    ``cfg.training_randomization`` its ``randomized`` data, so those two are the grid's own models.
 
     Parameters
     ----------
     model_name : str
         The architecture (`fmlib.models.create_model`), at channel width `width`.
     strengths : iterable of float
-        Randomization strengths in [0, 1] (`PhysicsRanges.scaled`).
+        Randomization strengths in [0, 1] (`fmlib.domain.PhysicsRanges.scaled` of the default ranges).
     config : TrainConfig
-        How to train (the study's standard configuration, so only the data differ).
-    n_train, n_val, size : int
-        Number of training and validation images and their side in pixels.
-    seed : int
-        The study seed: the scenes are drawn with seeds ``seed + RANDOMIZED_TRAIN_SEED_OFFSET`` and
-        ``seed + RANDOMIZED_VAL_SEED_OFFSET``, the weights initialized after ``torch.manual_seed(seed)``.
+        How to train (the study's configuration of the architecture, so only the data differ).
+    n_train, n_val, size, seed : int
+        The data specification (`fmlib.checkpoints.DataSpec`): pool and validation sizes, image
+        side and the study seed of the scenes.
     structure : str
-    ranges : PhysicsRanges, optional
-        The full-strength ranges (the library's defaults if None).
     progress : bool
         A tqdm bar over the strengths.
+    n_shown : int
+        Training images kept in each `Candidate` to show (the first of its pool).
+    cache : path, optional
+        The cache folder (`fmlib.paths.cache_dir` if None).
 
     Returns
     -------
     dict of float to Candidate
-        By strength, in the order of `strengths`: the trained model and its training images.
+        By strength, in the order of `strengths`: the trained model, its first training images and
+        whether its training converged.
     """
-    ranges = PhysicsRanges() if ranges is None else ranges
     out = {}
     for strength in tqdm(list(strengths), desc="randomization strengths", disable=not progress):
-        part = ranges.scaled(strength)
-        train_set = randomized_dataset(structure, n_train, size, seed=seed + RANDOMIZED_TRAIN_SEED_OFFSET, ranges=part)
-        val_set = randomized_dataset(structure, n_val, size, seed=seed + RANDOMIZED_VAL_SEED_OFFSET, ranges=part)
-        torch.manual_seed(seed)
-        fitted = fit(create_model(model_name, width=width), (train_set.images, train_set.masks),
-                     (val_set.images, val_set.masks), config, progress=False)
-        out[float(strength)] = Candidate(fitted.model, train_set)
+        data = DataSpec(structure, n_train=n_train, n_val=n_val, size=size, snr=8.0, seed=seed,
+                        randomization=float(strength))
+        fitted = train(model_name, data, config, width=width, cache=cache, progress=False)
+        shown = dataclasses.replace(data, n_train=min(n_shown, n_train), n_val=1).make()[0]
+        out[float(strength)] = Candidate(fitted.model, shown, bool(fitted.converged))
     return out
+
+
+def training_sample(spec: DataSpec, n_images: int = 64) -> Dataset:
+    """The first `n_images` training images of data specification `spec` (`fmlib.checkpoints.DataSpec`):
+    a sample of what its models train on, without simulating a large pool whole; past the pool's
+    size, more draws of the same kind follow it (the same seed).
+
+    Examples
+    --------
+    >>> sample = training_sample(DataSpec("nuclei", n_train=512, n_val=48, size=32), n_images=2)
+    >>> sample.images.shape
+    (2, 32, 32)
+    """
+    n_images = check_int("n_images", n_images, low=1)
+    return dataclasses.replace(spec, n_train=n_images, n_val=1).make()[0]
 
 
 def candidate_scores(candidates: Mapping[float, Candidate], tiles: Mapping[str, Tiles], sources: Iterable[str], *,

@@ -108,14 +108,21 @@ def best_architecture(scores: pd.DataFrame, *, source: str = SELECTION_SOURCE, r
     return rows.groupby("method").iou.mean().idxmax()
 
 
-def best_strength(summary: pd.DataFrame, *, source: str = SELECTION_SOURCE) -> float:
+def best_strength(summary: pd.DataFrame, *, source: str = SELECTION_SOURCE,
+                  strengths: Iterable[float] | None = None) -> float:
     """The randomization strength with the highest ``mean`` on `source` in `summary` (a bootstrap
-    summary of `candidate_scores` by ``source`` and ``strength``, `fmlib.metrics.bootstrap_scores`)."""
+    summary of `candidate_scores` by ``source`` and ``strength``, `fmlib.metrics.bootstrap_scores`),
+    among `strengths` when given (the competent candidates, `fmlib.simtoreal.candidate_verdicts`)."""
     check_selection_source(source)
     by_strength = summary.set_index(["source", "strength"])["mean"]
     if source not in by_strength.index.get_level_values("source"):
         raise ValueError(f"summary: no rows on source {source!r}")
-    return float(by_strength.loc[source].idxmax())
+    on_source = by_strength.loc[source]
+    if strengths is not None:
+        on_source = on_source[on_source.index.isin([float(s) for s in strengths])]
+        if on_source.empty:
+            raise ValueError(f"strengths: none of {list(strengths)} is in the summary on {source!r}")
+    return float(on_source.idxmax())
 
 
 def robustness_tables(cfg: Mapping, models: Iterable[tuple[str, torch.nn.Module]], tiles: Tiles, *,

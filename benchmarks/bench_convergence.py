@@ -82,7 +82,10 @@ def main() -> None:
 
     names = args.models or list_models()
     with ThreadPoolExecutor(args.workers) as pool:
-        rows = list(pool.map(run, names))
+        rows = []
+        for row in pool.map(run, names):  # each row as soon as it (and those before it) finished
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     fastest = max(r["img_s"] for r in rows)
     print(f"{args.structure}, profile {args.profile} {overrides or ''}, {args.workers} workers of one thread")
     print(f"{'model':15s}{'steps':>7s}{'conv.':>7s}{'best at':>9s}{'val IoU':>9s}{'test IoU':>10s}{'img/s':>8s}"
@@ -93,7 +96,6 @@ def main() -> None:
               f"{r['wall_s']:8.0f}")
     print(f"total training time {sum(r['wall_s'] for r in rows):.0f} s over {len(rows)} runs "
           f"(wall {max(r['wall_s'] for r in rows):.0f} s or more with {args.workers} workers)")
-    print(json.dumps(rows))
 
 
 if __name__ == "__main__":

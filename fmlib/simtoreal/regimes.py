@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import pandas as pd
 import torch
 
-from ..competence import KEYS, run_verdicts
+from ..competence import KEYS, ranked_models, run_verdicts
 from ..evaluation import corruption_table, with_robustness
 from ..realdata import Tiles
 from ..training import REGIMES
@@ -54,15 +54,17 @@ def with_competence(scores: pd.DataFrame, gate: pd.DataFrame, *, structure: str 
     verdicts = _verdicts(gate, structure)
     trained = scores.regime.isin(REGIMES)
     keys = pd.MultiIndex.from_arrays([scores[name], scores.regime])
-    known = pd.Series(verdicts.reindex(keys).fillna(False).astype(bool).to_numpy(), index=scores.index)
+    known = pd.Series(verdicts.reindex(keys, fill_value=False).astype(bool).to_numpy(), index=scores.index)
     return scores.assign(competent=known.where(trained, True).astype(bool))
 
 
 def competent_models(gate: pd.DataFrame, models: Sequence[str], *, regime: str,
                      structure: str = "nuclei") -> list[str]:
-    """The `models` (in their order) that the gate judged competent on `structure` in `regime`."""
-    verdicts = _verdicts(gate, structure)
-    return [m for m in models if bool(verdicts.get((m, regime), False))]
+    """The `models` (in their order) that the gate judged competent on `structure` in `regime`
+    (`fmlib.competence.ranked_models`); a model the gate does not know is not competent."""
+    _verdicts(gate, structure)  # checks the columns
+    keep = set(ranked_models(gate, regime, [structure]))
+    return [m for m in models if m in keep]
 
 
 def excluded_text(gate: pd.DataFrame, models: Sequence[str], *, regimes: Iterable[str],

@@ -1,14 +1,16 @@
 """The sim-to-real targets on expert labels, with confidence intervals that resample nuclei.
 
 Two targets are set for the synthetic-trained nuclei models on the expert-labelled DSB image: the
-median standard-regime architecture must segment it better than the classic Otsu + watershed
+median architecture of a training regime must segment it better than the classic Otsu + watershed
 baseline, and the best one (chosen on the selection source, never on the test image) must reach the
-sim-to-real bar. Both are semantic IoU over all pixels of the test tiles, and both come with a
-bootstrap CI that resamples *nuclei*: every pixel belongs to its nearest reference nucleus (the
-Voronoi cell of the labels, `nucleus_cells`), so a resample of nuclei carries the false positives
-around them too, and the pooled IoU of the resampled cells is exactly the tiles' IoU when nothing is
-resampled (a tile without any nucleus is one cell of its own, so its false positives count). Training
-seeds are resampled first, within each architecture, then nuclei.
+sim-to-real bar. The chapter sets them on the randomized regime and reports the paper's protocol
+(standard) beside them (`fmlib.simtoreal.regime_targets`). Both are semantic IoU over all pixels of
+the test tiles, and both come with a bootstrap CI that resamples *nuclei*: every pixel belongs to
+its nearest reference nucleus (the Voronoi cell of the labels, `nucleus_cells`), so a resample of
+nuclei carries the false positives around them too, and the pooled IoU of the resampled cells is
+exactly the tiles' IoU when nothing is resampled (a tile without any nucleus is one cell of its own,
+so its false positives count). Training seeds are resampled first, within each architecture, then
+nuclei.
 
 What the CI leaves out: the seeds change the initialisation and the batch order, not the training
 images (every seed trains on the same synthetic set), and two or three seeds resampled with

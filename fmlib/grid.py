@@ -2,11 +2,10 @@
 
 A study configuration (`fmlib.profiles.resolve`) fixes the grid. `training_jobs` lists its training
 runs, `run_training` trains what is not cached yet, and `trained_model` gives any trained model back.
-The three regimes are the paper's (`fmlib.training.REGIMES`): standard training on clean (SNR 8)
-images, Gaussian-noise augmentation, and adversarial training. Training seeds are a dimension of the
-grid: every model and regime on ``cfg.seed_structures`` is trained with ``cfg.n_seeds`` seeds
-(`seeds_for`), so that confidence intervals can hold the variance between training runs; the data
-(scenes, test set) are the same for every seed, only the initialisation and the batch order change.
+The regimes (`fmlib.training.REGIMES`): standard (the paper's single acquisition at SNR 8),
+randomized acquisitions, noise augmentation and adversarial training. Training seeds are a grid
+dimension (`seeds_for`), so that confidence intervals hold the variance between training runs; the
+data (scenes, test set) are the same for every seed, only the initialisation and batch order change.
 
 Every trained model is then evaluated on its structure's synthetic test set (`test_set`): clean
 scores, corruptions, the paper's attacks, the robust IoU under the attack ensemble, and examples

@@ -131,14 +131,12 @@ PARAMETERS: dict[str, Parameter] = {
                            "its plateau rule holds (`fmlib.plateau`), and is reported as not converged if it reaches "
                            "the cap first."),
     "eval_every": Parameter(_positive_int, "Optimizer steps between two validations of a training run."),
-    "patience": Parameter(_positive_int, "Validations without improvement that make a plateau (`fmlib.plateau."
-                          "PlateauRule`): the learning rate is halved at the first two, and the third ends the run "
-                          "as converged."),
+    "patience": Parameter(_positive_int, "Validations without improvement that make a plateau (`fmlib.plateau`): "
+                          "the first two halve the learning rate, the third ends the run as converged."),
     "competence_floor": Parameter(lambda n, v: check_real(n, v, low=0.0, high=1.0),
                                   "The clean test IoU (SNR 8) that a converged model must reach to be competent "
                                   "(`fmlib.competence`); a model under it is flagged and never ranked."),
-    "n_defense_seeds": Parameter(_positive_int, "Training seeds of the two defenses (noise, adversarial) on "
-                                 "`seed_structures` (at most `n_seeds`)."),
+    "n_defense_seeds": Parameter(_positive_int, "Seeds of the defenses (noise, adversarial), at most `n_seeds`."),
     "transformer_recipe": Parameter(_recipe, "Learning rate and linear warm-up (steps) of the transformers "
                                     "(`lr`, `warmup_steps`); empty: the CNNs' settings."),
     "batch_size": Parameter(_positive_int, "Training batch size."),
@@ -208,9 +206,11 @@ PARAMETERS: dict[str, Parameter] = {
 }
 
 # CPU widths for the standard profile: the small U-Nets at (near) full size, the large CNNs at a
-# quarter of their channels, the transformers at half.
+# quarter of their channels, SegFormer's decoder at half (its MiT-B0 encoder is the smallest there
+# is), ViT-DPT at a quarter: at half it took 38 % of the training time of the ten architectures on
+# nuclei (benchmarks/bench_convergence.py), and widths are the first cut of issue #38's budget.
 STANDARD_WIDTHS = {"unet": 0.25, "unet3": 0.5, "sim_unet": 1.0, "fcn": 0.25, "segnet": 0.25, "deeplabv3plus": 0.25,
-                   "pspnet": 0.25, "icnet": 0.5, "segformer": 0.5, "vit_dpt": 0.5}
+                   "pspnet": 0.25, "icnet": 0.5, "segformer": 0.5, "vit_dpt": 0.25}
 _PAPER_EPS_255 = [1, 2, 4, 8, 16, 32]
 
 PROFILES: dict[str, dict[str, object]] = {
@@ -229,17 +229,12 @@ PROFILES: dict[str, dict[str, object]] = {
         ensemble_eps_255=[8, 32],
         reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
-    # The standard profile: the committed book, within 4 h on the 2-core machine from an empty cache and
-    # resumable (issue #38). Competence comes first: every model trains until the plateau rule holds
-    # (at most 1200 steps of 8 images from a pool of 512 simulated scenes; 450-675 steps on
-    # mitochondria in benchmarks/bench_convergence.py), then 3 seeds of the standard and randomized
-    # regimes on nuclei, one seed of each defense, then the attacks' convergence (APGD runs of 50
-    # iterations per loss, continued 50 at a time up to 300 while the IoU still falls; one restart, on
-    # the loss that found the most worst cases; Square, 500 queries). Training to a plateau costs about
-    # ten times the 60 steps of commit 8829626, and at 96 px the run measured in those benchmarks would
-    # have taken well over 6 h, so the images shrank to 64 px (the paper's are 256): the issue's order
-    # cuts image counts before seeds or attack iterations, and a smaller image holds fewer objects at
-    # the same pixel size, as fewer images would. Widths stay those of `STANDARD_WIDTHS`.
+    # The standard profile: the committed book, within 4 h on 2 cores from an empty cache, resumable
+    # (issue #38). First every model trained to its plateau (at most 1200 steps of 8 images from a pool
+    # of 512 scenes), then 3 seeds of standard and randomized on nuclei, one of each defense, then
+    # converged attacks (APGD 50 iterations per loss, on to 300 while falling; Square, 500 queries).
+    # At 96 px that measured well over 6 h (benchmarks/bench_convergence.py), so images shrank to
+    # 64 px (the paper's: 256), image counts before seeds or attacks, and ViT-DPT to width 0.25.
     "standard": dict(
         seed=0, image_size=64, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
         n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,

@@ -160,3 +160,20 @@ def excluded(gate: pd.DataFrame) -> pd.DataFrame:
     _require(gate, "gate", [*KEYS, "competent", "reason"])
     columns = [c for c in (*KEYS, "iou", "stride_limited", "reason") if c in gate.columns]
     return gate[~gate.competent.astype(bool)][columns].reset_index(drop=True)
+
+
+def excluded_text(gate: pd.DataFrame, *, reasons: bool = True) -> str:
+    """The models the gate excludes, in words for the book: ``"<model> on <structure> (<regime>):
+    <reason>"`` (without the reason where `reasons` is False), separated by semicolons; ``"none"``
+    when every model is competent.
+
+    Examples
+    --------
+    >>> gate = pd.DataFrame({"model": ["a", "b"], "structure": "er", "regime": "standard",
+    ...                      "competent": [True, False], "reason": ["", "not converged (step cap reached)"]})
+    >>> excluded_text(gate)
+    'b on er (standard): not converged (step cap reached)'
+    """
+    rows = excluded(gate).itertuples()
+    return "; ".join(f"{r.model} on {r.structure} ({r.regime})" + (f": {r.reason}" if reasons else "")
+                     for r in rows) or "none"

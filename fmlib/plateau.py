@@ -98,15 +98,13 @@ class PlateauRule:
         at the current learning rate (a plateau is judged only on validations at one rate).
         `can_reduce` is False for schedules other than ``"plateau"``, which set their own rate.
         Returns (action, reductions, since) after the action."""
-        window_scores, window_lrs = list(scores), list(lrs)
-        # The plateau is judged on the validations since the last reduction, against the best before.
-        recent = len(window_scores) - since
-        if recent < self.patience or not plateau_reached(window_scores, window_lrs, patience=self.patience,
-                                                         min_delta=self.min_delta, base_lr=base_lr,
-                                                         min_lr_ratio=self.min_lr_ratio):
+        # A plateau needs `patience` validations since the last reduction, against the best before them.
+        if len(scores) - since < self.patience or not plateau_reached(
+                scores, lrs, patience=self.patience, min_delta=self.min_delta, base_lr=base_lr,
+                min_lr_ratio=self.min_lr_ratio):
             return "go on", reductions, since
         if can_reduce and reductions < self.max_reductions:
-            return "reduce", reductions + 1, len(window_scores)
+            return "reduce", reductions + 1, len(scores)
         return "converged", reductions, since
 
 

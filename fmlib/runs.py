@@ -73,3 +73,14 @@ def with_attainable(runs: pd.DataFrame, limits: pd.DataFrame, strides: pd.Series
     out = runs.assign(output_stride=runs.model.map(strides).astype(int))
     out = out.merge(best, on=["structure", "output_stride"], how="left")
     return out.assign(share_of_attainable=out.iou / out.attainable_iou)
+
+
+def model_loader(cfg, structure: str):
+    """``load(name, regime, seed=None)``: the model of `name` that the grid of `cfg` trained on
+    `structure` in `regime` with training seed `seed` (default the first), in eval mode; the loader
+    that `fmlib.simtoreal`'s regime functions take (one model in memory at a time)."""
+
+    def load(name: str, regime: str, seed: int | None = None):
+        return grid.trained_model(cfg, name, structure, regime, seed=seed).model
+
+    return load

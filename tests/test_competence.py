@@ -78,3 +78,9 @@ def test_a_ranking_across_structures_holds_only_models_competent_on_every_one():
     ranked = competence.for_ranking(table, gate)
     assert set(ranked.model) == {"unet"} and set(ranked.regime) == {"standard"}
     assert competence.ranked_models(gate, structures=["nuclei"]) == ["unet", "pspnet"]
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    assert doctest.testmod(competence).failed == 0

@@ -178,3 +178,17 @@ def test_an_evaluation_outside_the_grid_or_of_an_untrained_model_fails_clearly(t
         grid.evaluation(cfg, "accuracy", "sim_unet", "nuclei", cache=cache)
     with pytest.raises(FileNotFoundError):
         grid.evaluation(cfg, "clean", "sim_unet", "nuclei", cache=tmp_path)  # an empty cache: nothing trained
+
+
+def test_the_model_loader_gives_the_grid_s_trained_model(trained, monkeypatch):
+    import torch
+
+    from fmlib import runs
+
+    cfg, cache = trained
+    monkeypatch.setenv("FMROBUST_CACHE", str(cache))
+    loaded = runs.model_loader(cfg, "nuclei")("sim_unet", "standard")
+    expected = grid.trained_model(cfg, "sim_unet", "nuclei", "standard").model
+    assert not loaded.training
+    for a, b in zip(loaded.state_dict().values(), expected.state_dict().values()):
+        assert torch.equal(a, b)

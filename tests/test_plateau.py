@@ -89,3 +89,11 @@ def test_mismatched_lengths_and_schedules_are_errors():
         plateau_reached([0.1, 0.2], [1.0], patience=1, base_lr=1.0)
     with pytest.raises(ValueError, match="schedule"):
         learning_rate(0, 1.0, schedule="linear")
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    from fmlib import plateau
+
+    assert doctest.testmod(plateau).failed == 0

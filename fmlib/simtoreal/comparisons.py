@@ -89,7 +89,7 @@ def randomized_candidates(model_name: str, strengths: Iterable[float], config: T
         data = DataSpec(structure, n_train=n_train, n_val=n_val, size=size, snr=8.0, seed=seed,
                         randomization=float(strength))
         fitted = train(model_name, data, config, width=width, cache=cache, progress=False)
-        shown = dataclasses.replace(data, n_train=min(n_shown, n_train), n_val=1).make()[0]
+        shown = training_sample(data, min(n_shown, n_train))
         out[float(strength)] = Candidate(fitted.model, shown, bool(fitted.converged))
     return out
 

@@ -229,23 +229,25 @@ PROFILES: dict[str, dict[str, object]] = {
         ensemble_eps_255=[8, 32],
         reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
-    # The standard profile: the committed book, within 4 h on 2 cores from an empty cache, resumable
-    # (issue #38). First every model trained to its plateau (at most 1200 steps of 8 images from a pool
-    # of 512 scenes), then 3 seeds of standard and randomized on nuclei, one of each defense, then
-    # converged attacks (APGD 50 iterations per loss, on to 300 while falling; Square, 500 queries).
-    # At 96 px that measured well over 6 h (benchmarks/bench_convergence.py), so images shrank to
-    # 64 px (the paper's: 256), image counts before seeds or attacks, and ViT-DPT to width 0.25.
+    # The standard profile: the committed book, in one sitting of about 2 h on 2 cores from an empty
+    # cache (a new machine starts with none), resumable (issue #38). First every model trained to its
+    # plateau (at most 1200 steps of 8 images from a pool of 512 scenes; a plateau is 3 validations,
+    # 60 steps, without gain), then 3 seeds of standard and randomized on nuclei, one of each defense,
+    # then converged attacks (APGD 50 iterations per loss, on to 150 while falling; Square, 500
+    # queries). At 96 px that measured well over 6 h (benchmarks/bench_convergence.py), so images
+    # shrank to 64 px (the paper's: 256), image counts before seeds or attacks, ViT-DPT to width 0.25,
+    # and the attacks' continuation from 300 to 150 iterations.
     "standard": dict(
         seed=0, image_size=64, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
         n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,
         corruptions=ALL_CORRUPTIONS, n_images_quality=8,
         models=list(ALL_MODELS), widths=dict(STANDARD_WIDTHS), regimes=list(REGIMES),
-        n_train=512, n_val=48, n_test=8, max_steps=1200, eval_every=25, patience=4, competence_floor=0.70,
+        n_train=512, n_val=32, n_test=8, max_steps=1200, eval_every=20, patience=3, competence_floor=0.70,
         n_defense_seeds=1, transformer_recipe={"lr": 1e-3, "warmup_steps": 100}, batch_size=8, optimizer="adamw",
         lr=2e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
         n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=3, attack_steps=10,
-        n_seeds=3, seed_structures=["nuclei"], ensemble_steps=50, ensemble_max_steps=300, ensemble_restarts=2,
+        n_seeds=3, seed_structures=["nuclei"], ensemble_steps=50, ensemble_max_steps=150, ensemble_restarts=2,
         ensemble_restart_losses="best", square_queries=500,
         transfer_surrogate="unet", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32],

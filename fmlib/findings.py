@@ -1,9 +1,11 @@
 """One tested claim (`Finding`) and how a table of them is judged (`judge`).
 
 A finding carries its estimate, 95 % bootstrap CI, permutation p-value and the smallest p-value its
-design could give (``p_min``). The p-values of a table are corrected together (Holm), and a finding
-that no outcome of its design could make significant after that correction is *not testable here*
-(`attainable_holm_p`), never *inconclusive*. The rules that build findings from the study's tables
+design could give (``p_min``). The p-values are corrected (Holm) within a *family*: the claims on
+absolute scores form the primary family; their twins on the paper's ratio, secondary by this project's
+rule, form a family of their own, so that they never dilute the correction of the primary claims
+(`family_of`). A finding that no outcome of its design could make significant after its family's
+correction is *not testable here* (`attainable_holm_p`), never *inconclusive*. The rules that build findings from the study's tables
 live in `fmlib.recommendations`.
 """
 
@@ -25,6 +27,7 @@ from .stats import (
 
 ALPHA = 0.05
 NAN = float("nan")
+FAMILIES = ("primary", "secondary")
 
 
 @dataclass
@@ -45,8 +48,25 @@ class Finding:
     verdict: str = "not testable here"
     claimed_sign: int = 1  # +1: the claim is that the statistic is above zero; -1: below zero
 
+    @property
+    def family(self) -> str:
+        """The Holm family of this finding (`family_of`)."""
+        return family_of(self.metric)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "family": self.family}
+
+
+def family_of(metric: str) -> str:
+    """The Holm family of a finding on `metric`: ``"secondary"`` for the paper's ratio (a secondary
+    column by this project's rule), ``"primary"`` for everything else (absolute scores).
+
+    Examples
+    --------
+    >>> family_of("absolute"), family_of("ratio")
+    ('primary', 'secondary')
+    """
+    return "secondary" if metric == "ratio" else "primary"
 
 
 def _untestable(key, claim, metric, statistic, n, recommendation, test="-") -> Finding:
@@ -91,9 +111,9 @@ def _group_difference(key, claim, statistic, a, b, recommendation, n_boot, seed,
 
 def attainable_holm_p(findings: list[Finding]) -> np.ndarray:
     """Per finding, the smallest Holm-adjusted p it could have had (`fmlib.stats.attainable_holm`): its
-    own p-value replaced by the smallest its design can give (``p_min``), the rest of the family as
-    observed. Above the level, no outcome of this design could have made the claim significant in
-    this table ("not testable here").
+    own p-value replaced by the smallest its design can give (``p_min``), the rest of its family
+    (`family_of`) as observed. Above the level, no outcome of this design could have made the claim
+    significant in its family ("not testable here").
 
     Examples
     --------
@@ -102,19 +122,29 @@ def attainable_holm_p(findings: list[Finding]) -> np.ndarray:
     >>> attainable_holm_p(f).round(3).tolist()
     [0.003, 0.003, 0.04]
     """
-    return attainable_holm([f.p_value for f in findings], [f.p_min for f in findings])
+    out = np.full(len(findings), np.nan)
+    for family in FAMILIES:
+        idx = [i for i, f in enumerate(findings) if f.family == family]
+        if idx:
+            out[idx] = attainable_holm([findings[i].p_value for i in idx], [findings[i].p_min for i in idx])
+    return out
 
 
 def judge(findings: list[Finding], *, alpha: float = ALPHA) -> list[Finding]:
-    """Holm-correct the p-values of `findings` together and give each its verdict (in place,
-    `fmlib.stats.holm_verdicts`). A finding whose design could not reach the level after the
-    correction, whatever its data (`attainable_holm_p`), is "not testable here", never "inconclusive"."""
-    # the CI on the claimed scale: above zero supports the claim, below zero contradicts it
-    low = [f.low if f.claimed_sign > 0 else -f.high for f in findings]
-    high = [f.high if f.claimed_sign > 0 else -f.low for f in findings]
-    adjusted, verdicts = holm_verdicts([f.p_value for f in findings], [f.p_min for f in findings], low, high,
-                                       alpha=alpha)
-    for f, p, verdict in zip(findings, adjusted, verdicts):
-        f.p_holm = float(p)
-        f.verdict = "not testable here" if verdict == "not testable" else verdict
+    """Holm-correct the p-values of `findings` within each family (`family_of`: the absolute claims
+    together, the ratio twins apart) and give each its verdict (in place, `fmlib.stats.holm_verdicts`).
+    A finding whose design could not reach the level after its family's correction, whatever its
+    data (`attainable_holm_p`), is "not testable here", never "inconclusive"."""
+    for family in FAMILIES:
+        members = [f for f in findings if f.family == family]
+        if not members:
+            continue
+        # the CI on the claimed scale: above zero supports the claim, below zero contradicts it
+        low = [f.low if f.claimed_sign > 0 else -f.high for f in members]
+        high = [f.high if f.claimed_sign > 0 else -f.low for f in members]
+        adjusted, verdicts = holm_verdicts([f.p_value for f in members], [f.p_min for f in members], low, high,
+                                           alpha=alpha)
+        for f, p, verdict in zip(members, adjusted, verdicts):
+            f.p_holm = float(p)
+            f.verdict = "not testable here" if verdict == "not testable" else verdict
     return findings

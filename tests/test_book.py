@@ -71,6 +71,30 @@ def test_notebook_pages_show_their_figures(built_book):
         assert all((page_dir / src).resolve().exists() for src in images)
 
 
+HIDDEN = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+TEACHING = "# The API in use:"  # the first line of a code cell that teaches a call, shown on the page
+
+
+@pytest.mark.parametrize("source", sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")),
+                         ids=lambda p: p.stem)
+def test_every_code_cell_is_behind_a_toggle_but_the_parameters_and_the_api_examples(source):
+    for cell in nbformat.read(source, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        tags = set(cell.metadata.get("tags", []))
+        shown = "parameters" in tags or cell.source.startswith(TEACHING)
+        assert shown != bool(tags & HIDDEN), f"{source.name}, cell {cell.get('id')}: tags {sorted(tags)}"
+
+
+def test_notebook_pages_put_their_code_behind_toggles(built_book):
+    site, _ = built_book
+    for name in runner.NOTEBOOKS:
+        nb = nbformat.read(site / "book" / "notebooks" / f"{name}.ipynb", as_version=4)
+        hidden = sum("hide-input" in c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code")
+        html = (site / "_build" / "html" / "book" / "notebooks" / f"{name}.html").read_text()
+        assert hidden and html.count("above-input") >= hidden, name  # myst-nb's "show code cell source" toggle
+
+
 def test_glued_numbers_appear_in_the_text(built_book):
     site, _ = built_book
     pages = [site / "book" / f"{p.split('/')[-1]}.md" for p in _toc_files(site) if not p.startswith("book/notebooks")]

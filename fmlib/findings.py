@@ -5,8 +5,8 @@ design could give (``p_min``). The p-values are corrected (Holm) within a *famil
 absolute scores form the primary family; their twins on the paper's ratio, secondary by this project's
 rule, form a family of their own, so that they never dilute the correction of the primary claims
 (`family_of`). A finding that no outcome of its design could make significant after its family's
-correction is *not testable here* (`attainable_holm_p`), never *inconclusive*. The rules that build findings from the study's tables
-live in `fmlib.recommendations`.
+correction is *not testable here* (`attainable_holm_p`), never *inconclusive*. The rules that
+build findings from the study's tables live in `fmlib.recommendations`.
 """
 
 from __future__ import annotations

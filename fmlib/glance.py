@@ -107,8 +107,8 @@ def at_a_glance(per_model: pd.DataFrame, robust_by_eps: pd.DataFrame, gate: pd.D
     for eps, part in robust_by_eps.groupby("eps_255", sort=True):
         name = f"robust_iou_{eps:g}"
         robust_cols.append(name)
-        table = table.merge(part.rename(columns=lambda c: c.replace("robust_iou", name))[
-            ["model", name, f"{name}_low", f"{name}_high"]], on="model", how="left")
+        renamed = part.rename(columns={f"robust_iou{b}": f"{name}{b}" for b in ("", "_low", "_high")})
+        table = table.merge(renamed[["model", name, f"{name}_low", f"{name}_high"]], on="model", how="left")
     if real_summary is not None:
         _require(real_summary, "real_summary", ["source", "method", "regime", "mean", "ci_low", "ci_high"])
         for real_regime in real_regimes:

@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 
 
 def _inputs():
-    per_model = pd.DataFrame({"model": ["a", "b", "c"], "attack_check": ["passes", "gradient masking suspected", "passes"],
+    checks = ["passes", "gradient masking suspected", "passes"]
+    per_model = pd.DataFrame({"model": ["a", "b", "c"], "attack_check": checks,
                               **{f"{s}{b}": [v + d for v in (0.80, 0.70, 0.75)]
                                  for s, d0 in (("clean_iou", 0.1), ("corrupted_iou", 0.0))
                                  for b, d in (("", d0), ("_low", d0 - 0.02), ("_high", d0 + 0.02))}})
@@ -18,7 +19,8 @@ def _inputs():
     gate = pd.DataFrame({"model": ["a", "b", "c", "d", "d"], "structure": ["nuclei"] * 4 + ["er"],
                          "regime": "standard", "competent": [True, True, True, True, False],
                          "reason": ["", "", "", "", "its output stride caps it at 0.58"]})
-    real = pd.DataFrame({"source": "dsb2018", "method": ["a", "b", "c", "a"], "regime": ["standard"] * 3 + ["randomized"],
+    real = pd.DataFrame({"source": "dsb2018", "method": ["a", "b", "c", "a"],
+                         "regime": ["standard"] * 3 + ["randomized"],
                          "mean": [0.7, 0.6, 0.65, 0.8], "ci_low": 0.5, "ci_high": 0.9, "n": 8})
     return per_model, by_eps, gate, real
 

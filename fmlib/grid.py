@@ -52,14 +52,18 @@ class TrainingJob:
         return self.config.seed
 
 
+#: The regimes compared with `standard` as defenses (issue #38): they get ``n_defense_seeds`` seeds.
+DEFENSE_REGIMES = ("randomized", "noise", "adversarial")
+
+
 def seeds_for(cfg, structure: str, regime: str = "standard") -> list[int]:
     """The training seeds of `regime` on `structure`: ``cfg.n_seeds`` of them (``cfg.seed``,
-    ``cfg.seed + 1``, ...) on ``cfg.seed_structures``, the first alone elsewhere; the two defenses
-    (noise, adversarial) get ``cfg.n_defense_seeds`` where the profile sets it (the defense tests
-    pair architectures, so one seed still tests them)."""
+    ``cfg.seed + 1``, ...) on ``cfg.seed_structures``, the first alone elsewhere; the regimes compared
+    with standard as defenses (randomized, noise, adversarial) get ``cfg.n_defense_seeds`` where the
+    profile sets it (the defense tests pair architectures, so one seed still tests them)."""
     seeded = structure in cfg.get("seed_structures", ())
     n = int(cfg.get("n_seeds", 1))
-    if regime in ("noise", "adversarial") and cfg.get("n_defense_seeds") is not None:
+    if regime in DEFENSE_REGIMES and cfg.get("n_defense_seeds") is not None:
         n = min(n, int(cfg.n_defense_seeds))
     return [cfg.seed + i for i in range(n if seeded else 1)]
 

@@ -20,6 +20,8 @@ support.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -54,7 +56,8 @@ UNCHECKED_DEFENSE = "not established: the attack checks fail on defended models"
 
 
 def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=None, clean_scores=None,
-                   defense_checks=None, n_boot: int = 2000, seed: int = 0) -> list[Finding]:
+                   defense_checks=None, extra: Sequence[Finding] = (), n_boot: int = 2000,
+                   seed: int = 0) -> list[Finding]:
     """Evaluate every rule, then correct and judge them together (`judge`).
 
     Parameters
@@ -83,6 +86,9 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=
         adversarially trained model is suspected of gradient masking, or APGD had not converged on it,
         its robust IoU is only an upper bound, so a gain of robust IoU from adversarial training is
         not called supported: `UNCHECKED_DEFENSE`.
+    extra : sequence of Finding, optional
+        Findings built elsewhere (the natural-image comparison, `fmlib.natural.finding`), judged in
+        their families with the rest.
     """
     s = models_summary
     findings = []
@@ -146,7 +152,7 @@ def evaluate_rules(models_summary, defenses, *, real_scores=None, single_scores=
         findings.append(_randomization_rule(real_scores, single_scores, n_boot, seed))
     if clean_scores is not None:
         findings.append(_output_stride_rule(clean_scores, n_boot, seed))
-    findings = judge(findings)
+    findings = judge([*findings, *extra])
     if defense_checks is not None and _defense_unchecked(defense_checks, "adversarial"):
         for f in findings:
             if f.key in ("adversarial_training", "adversarial_training_ratio") and f.verdict == "supported":
@@ -244,7 +250,7 @@ def randomization_pairs(real_scores: pd.DataFrame, single_scores: pd.DataFrame |
 
 
 #: The paper's claims (its abstract, `shared/paper.md`) and the findings that test them here; a claim
-#: with no finding is scoped as not tested (the limitations page says why).
+#: whose finding is missing (the natural-image one, without `extra` findings) is "not tested here".
 SCORECARD = (
     ("New connections between corruption robustness and adversarial robustness.", "corruption_vs_adversarial"),
     ("Models more accurate on clean images are more robust (the paper's recommendations on model choice).",
@@ -254,7 +260,7 @@ SCORECARD = (
      "transformer_vs_cnn"),
     ("Noise augmentation improves robustness to corruptions.", "noise_augmentation"),
     ("Adversarial training improves adversarial robustness.", "adversarial_training"),
-    ("Models robust on natural images may perform poorly on FM images.", None),
+    ("Models robust on natural images may perform poorly on FM images.", "natural_vs_fm"),
 )
 
 

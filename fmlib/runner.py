@@ -39,7 +39,8 @@ from .provenance import (
 
 #: The notebooks, in execution order (later notebooks read the tables earlier ones write).
 NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training", "04_corruption_robustness",
-                        "05_adversarial_robustness", "06_defenses", "07_real_images", "08_summary_recommendations"]
+                        "05_adversarial_robustness", "06_defenses", "07_real_images",
+                        "07b_real_objects", "07c_real_robustness", "08_summary_recommendations"]
 
 
 class StudyError(RuntimeError):
@@ -61,7 +62,7 @@ def notebook_modules(notebook_path: Path, package: Path | None = None) -> list[s
     return module_closure(imported_modules(ast.parse(code), package), package)
 
 
-_READ_TABLE = re.compile(r"""read_(?:csv|parquet|json|table)\([^)]*?["'](\d\d_\w+)\.""")
+_READ_TABLE = re.compile(r"""read_(?:csv|parquet|json|table)\([^)]*?["'](\d\d[a-z]?_\w+)\.""")
 
 
 def notebook_inputs(notebook_path: Path, notebooks: Sequence[str] | None = None) -> list[str]:

@@ -139,13 +139,16 @@ def exact_spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float
 
 def rank_agreement(natural: pd.DataFrame, fm: pd.DataFrame, scores: Sequence[str] = SCORES) -> pd.DataFrame:
     """Per score, Spearman's ρ across the architectures both sides have, with its exact p and the
-    smallest p the design allows (``p_min``: 2 / n!)."""
+    smallest p the design allows (``p_min``: 2 / n!); NaN where fewer than three are shared."""
     both = natural.merge(fm, on="model", suffixes=("_natural", "_fm"))
     rows = []
     for score in scores:
-        rho, p = exact_spearman(both[f"{score}_natural"], both[f"{score}_fm"])
+        # fewer than three shared architectures (a profile with other models) have no ranking to compare
+        rho, p = (exact_spearman(both[f"{score}_natural"], both[f"{score}_fm"]) if len(both) >= 3
+                  else (float("nan"), float("nan")))
         rows.append({"score": score, "n_models": len(both), "rho": rho, "p_value": p,
-                     "p_min": 2 / math.factorial(len(both)), "models": ", ".join(both.model)})
+                     "p_min": 2 / math.factorial(len(both)) if len(both) >= 3 else float("nan"),
+                     "models": ", ".join(both.model)})
     return pd.DataFrame(rows)
 
 

@@ -70,3 +70,13 @@ def test_four_architectures_cannot_test_the_claim_whatever_they_show():
     assert np.isfinite(judged[0].estimate)  # the comparison is still reported
     with pytest.raises(ValueError, match="score"):
         natural.finding(agreement, score="clean")
+
+
+def test_profiles_without_shared_architectures_report_nothing_to_compare():
+    published = natural.load_published()
+    fm = natural.fm_scores(_corruption_table().replace({"model": {"unet": "sim_unet", "pspnet": "unet3"}}))
+    fm = fm[fm.model.isin(["sim_unet", "unet3"])]
+    agreement = natural.rank_agreement(natural.natural_scores(published), fm)
+    assert (agreement.n_models == 0).all() and agreement.rho.isna().all()
+    judged = judge([natural.finding(agreement)])[0]
+    assert judged.verdict == "not testable here"

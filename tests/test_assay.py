@@ -70,13 +70,16 @@ def test_loading_errors_name_the_file_or_import_path(tmp_path, unet, monkeypatch
     with pytest.raises(ValueError, match="package.module:function"):
         assay.load_user_model(factory="just_a_name")
     (tmp_path / "lab_models.py").write_text("from fmlib.models import create_model\n\n"
-                                            "def make():\n    return create_model('sim_unet')\n")
+                                            "def make():\n    return create_model('sim_unet')\n\n"
+                                            "def name():\n    return 'sim_unet'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     loaded = assay.load_user_model(factory="lab_models:make", weights=tmp_path / "weights.pt")
     x = torch.rand(1, 1, 64, 64)
     torch.testing.assert_close(loaded.eval()(x), unet(x))
     with pytest.raises(ValueError, match="has no function 'build'"):
         assay.load_user_model(factory="lab_models:build")
+    with pytest.raises(ValueError, match="factory: 'lab_models:name' returned a str, expected a torch.nn.Module"):
+        assay.load_user_model(factory="lab_models:name")
     sys.modules.pop("lab_models", None)
 
 

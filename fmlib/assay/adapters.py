@@ -141,6 +141,9 @@ def load_user_model(path: str | Path | None = None, *, factory: str | None = Non
     if not callable(getattr(module, function, None)):
         raise ValueError(f"factory: {module_name!r} has no function {function!r}")
     model = getattr(module, function)()
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"factory: {factory!r} returned a {type(model).__name__}, expected a torch.nn.Module "
+                         "(the function should build and return the model, called without arguments)")
     if weights is not None:
         weights = Path(weights)
         if not weights.is_file():

@@ -71,7 +71,8 @@ def foreground(image: np.ndarray) -> np.ndarray:
 
 
 def noise_model(images, *, patch: int = 8, n_bins: int = 8) -> pd.DataFrame:
-    """Per image, ``slope`` and ``intercept`` of its noise variance against its local mean, in counts.
+    """Per image, ``slope`` and ``intercept`` of its noise variance against its local mean, in counts
+    (NaN for an image with too few flat patches; an error when no image has enough).
 
     Examples
     --------
@@ -84,9 +85,16 @@ def noise_model(images, *, patch: int = 8, n_bins: int = 8) -> pd.DataFrame:
     x = _stack(images)
     rows = []
     for k, image in enumerate(x):
-        _, fit = noise_curve(image, patch=patch, n_bins=n_bins, normalize=False)
+        try:
+            _, fit = noise_curve(image, patch=patch, n_bins=n_bins, normalize=False)
+        except ValueError:  # too few flat patches in this image (crowded or textured): the others decide
+            fit = {"slope": float("nan"), "intercept": float("nan")}
         rows.append({"image": k, **fit})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if table.slope.isna().all():
+        raise ValueError(f"images: no image has {n_bins} flat {patch} x {patch} patches to measure its noise in; "
+                         "give larger or less crowded images")
+    return table
 
 
 def _levels(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:

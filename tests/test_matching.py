@@ -28,7 +28,7 @@ def test_an_in_focus_acquisition_stays_in_focus_and_the_camera_follows_the_noise
     user = make_dataset("nuclei", 4, 128, snr=4, seed=2)
     physics = matching.matched_physics(acq.estimate(user.raw, n_boot=20), "nuclei")
     assert physics["defocus_um"] < 0.3  # within the depth of field: in focus
-    assert physics["camera"].gain_adu_per_e == pytest.approx(2.0, rel=0.15)
+    assert physics["camera"].gain_adu_per_e == pytest.approx(2.0, rel=0.25)  # the noise slope's tolerance
     assert physics["camera"].offset_adu == pytest.approx(100.0, abs=15)
 
 

@@ -167,6 +167,18 @@ def test_the_real_notebooks_depend_on_the_modules_they_run(root):
     assert runner.notebook_inputs(root / "notebooks" / "06_defenses.ipynb") == ["03_training"]
     assert runner.notebook_inputs(root / "notebooks" / "08_summary_recommendations.ipynb") == [
         "03_training", "04_corruption_robustness", "05_adversarial_robustness", "06_defenses", "07_real_images"]
+    # the pages split from 07 read its choice of models; their own tables carry their letter
+    for page in ("07b_real_objects", "07c_real_robustness"):
+        assert "07_real_images" in runner.notebook_inputs(root / "notebooks" / f"{page}.ipynb")
+    assert runner.notebook_inputs(root / "notebooks" / "07c_real_robustness.ipynb") == [
+        "03_training", "04_corruption_robustness", "05_adversarial_robustness", "07_real_images"]
+
+
+def test_a_table_with_a_lettered_number_is_read_from_its_own_page(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import pandas as pd\nt = pd.read_csv(out / '07b_real_sizes.csv')")]
+    nbformat.write(nb, tmp_path / "08_reader.ipynb")
+    assert runner.notebook_inputs(tmp_path / "08_reader.ipynb") == ["07b_real_objects"]
 
 
 def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):

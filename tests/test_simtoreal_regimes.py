@@ -139,6 +139,11 @@ def test_the_attacks_run_on_the_attack_regimes_only_and_every_table_names_its_re
         kept[kept.regime == "randomized"].iou.mean() - kept[kept.regime == "standard"].iou.mean())
     with pytest.raises(ValueError, match="models"):
         simtoreal.regime_robustness(cfg, load, {"standard": []}, _tiles())
+    # the ensemble kept to the benchmark's regime: the defense table compares the corruptions only
+    corruption, _, robust = simtoreal.regime_robustness(cfg, load, models, _tiles(), seed=3,
+                                                        ensemble_regimes=["standard"])
+    assert set(robust.regime) == {"standard"}
+    assert simtoreal.regime_defense(corruption, robust).index.tolist() == [("corrupted_iou", "a")]
 
 
 def test_a_training_sample_is_the_start_of_the_pool_and_more_draws_of_its_kind():

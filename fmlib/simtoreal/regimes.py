@@ -163,11 +163,13 @@ def regime_targets(load: Loader, tiles: Tiles, *, models: Mapping[str, Sequence[
 def regime_robustness(cfg: Mapping, load: Loader, models: Mapping[str, Sequence[str]], tiles: Tiles, *,
                       seed: int | None = None, attacks: Sequence[str] = ("pgd",),
                       attack_regimes: Sequence[str] = ("standard",),
+                      ensemble_regimes: Sequence[str] | None = None,
                       progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Corruptions and the attack ensemble's robust IoU on `tiles` of the models of each regime
     (`models`: regime -> architectures, loaded by ``load(name, regime, seed)``, one regime at a
     time), and `attacks` with the noise baseline on the models of `attack_regimes` only
-    (`robustness_tables`, `robust_tables`).
+    (`robustness_tables`, `robust_tables`). The ensemble runs on the regimes of `ensemble_regimes`
+    (every regime when None): it is the costly part, and a CPU profile may keep it to the benchmark's.
 
     Returns (corruption, adversarial, robust) tables with ``model`` and ``regime`` columns.
     """
@@ -183,11 +185,13 @@ def regime_robustness(cfg: Mapping, load: Loader, models: Mapping[str, Sequence[
             corrupted = with_robustness(pd.concat([corruption_table(cfg, model, tiles).assign(model=name)
                                                    for name, model in pool], ignore_index=True))
         corruption.append(corrupted.assign(regime=regime))
-        robust.append(robust_tables(cfg, pool, tiles, progress=progress).assign(regime=regime))
+        if ensemble_regimes is None or regime in ensemble_regimes:
+            robust.append(robust_tables(cfg, pool, tiles, progress=progress).assign(regime=regime))
     if not corruption:
         raise ValueError("models: expected at least one model")
     adversarial = pd.concat(adversarial, ignore_index=True) if adversarial else pd.DataFrame()
-    return pd.concat(corruption, ignore_index=True), adversarial, pd.concat(robust, ignore_index=True)
+    robust = pd.concat(robust, ignore_index=True) if robust else pd.DataFrame(columns=["model", "regime", "iou"])
+    return pd.concat(corruption, ignore_index=True), adversarial, robust
 
 
 def regime_defense(corruption: pd.DataFrame, robust: pd.DataFrame, *, exclude: Sequence[str] = (),
@@ -197,9 +201,11 @@ def regime_defense(corruption: pd.DataFrame, robust: pd.DataFrame, *, exclude: S
     robust IoU under the attack ensemble (over budgets and tiles) of `regime_robustness`'s tables.
 
     Returns a table indexed by ``score`` (``"corrupted_iou"``, ``"robust_iou"``) and ``model``, with
-    columns `before`, `after` and ``change`` (`after` - `before`, `fmlib.simtoreal.protocol_change`).
+    columns `before`, `after` and ``change`` (`after` - `before`, `fmlib.simtoreal.protocol_change`);
+    a score that one of the two regimes was not measured on (the ensemble kept to one regime) is left out.
     """
     tables = {"corrupted_iou": corruption[~corruption.corruption.isin(list(exclude))], "robust_iou": robust}
     parts = {score: protocol_change(table, value="iou", before=before, after=after, index=("model",),
-                                    protocol="regime") for score, table in tables.items()}
+                                    protocol="regime") for score, table in tables.items()
+             if {before, after} <= set(table.get("regime", ()))}
     return pd.concat(parts, names=["score"])

@@ -137,7 +137,7 @@ def interval_figure(table: pd.DataFrame, scores: Sequence[str] | None = None, *,
         c for c in table.columns if c.endswith("_iou") or c.startswith(("robust_iou_", "real_iou_"))
         if not c.endswith(("_low", "_high")) and f"{c}_low" in table.columns]
     labels = labels or {}
-    fig, axes = plt.subplots(1, len(scores), figsize=(2.3 * len(scores) + 1.2, 0.32 * len(ranked) + 1.3),
+    fig, axes = plt.subplots(1, len(scores), figsize=(2.3 * len(scores) + 1.2, max(2.8, 0.35 * len(ranked) + 1.3)),
                              sharey=True, squeeze=False)
     y = np.arange(len(ranked))
     for ax, score in zip(axes[0], scores):

@@ -136,8 +136,7 @@ PARAMETERS: dict[str, Parameter] = {
     "competence_floor": Parameter(lambda n, v: check_real(n, v, low=0.0, high=1.0),
                                   "The clean test IoU (SNR 8) that a converged model must reach to be competent "
                                   "(`fmlib.competence`); a model under it is flagged and never ranked."),
-    "n_defense_seeds": Parameter(_positive_int, "Seeds of the regimes compared with standard as defenses "
-                                 "(randomized, noise, adversarial), at most `n_seeds`."),
+    "n_defense_seeds": Parameter(_positive_int, "Seeds of randomized, noise, adversarial (at most `n_seeds`)."),
     "transformer_recipe": Parameter(_recipe, "Learning rate and linear warm-up (steps) of the transformers "
                                     "(`lr`, `warmup_steps`); empty: the CNNs' settings."),
     "batch_size": Parameter(_positive_int, "Training batch size."),
@@ -230,14 +229,12 @@ PROFILES: dict[str, dict[str, object]] = {
         ensemble_eps_255=[8, 32],
         reference_model="unet3", n_boot=200, defense_attack="pgd", real_epochs=3, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
-    # The standard profile: the committed book, in one sitting of about 2 h on 2 cores from an empty
-    # cache (a new machine starts with none), resumable (issue #38). First every model trained to its
-    # plateau (at most 1200 steps of 8 images from a pool of 512 scenes; a plateau is 3 validations,
-    # 60 steps, without gain), then 3 seeds of standard on nuclei, one of randomized and each defense,
-    # then converged attacks (APGD 50 iterations per loss, on to 150 while falling; Square, 500
-    # queries). At 96 px that measured well over 6 h (benchmarks/bench_convergence.py), so images
-    # shrank to 64 px (the paper's: 256), image counts before seeds or attacks, ViT-DPT to width 0.25,
-    # the attacks' continuation from 300 to 150 iterations, and randomized from 3 seeds to 1.
+    # The standard profile: the committed book, one sitting of about 2 h on 2 cores from an empty cache,
+    # resumable (issue #38). Every model trained to its plateau (at most 1200 steps of 8 images from 512
+    # scenes; a plateau: 3 validations, 60 steps, without gain); 3 seeds of standard on nuclei, one of
+    # randomized and each defense; converged attacks (APGD 50 iterations per loss, on to 150 while
+    # falling; Square, 500 queries). Cut, in #38's order: 96 px to 64 (the paper's: 256), image
+    # counts, ViT-DPT to width 0.25, the attacks' continuation from 300 to 150, randomized 3 seeds to 1.
     "standard": dict(
         seed=0, image_size=64, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
         n_images_snr=8, ptc_levels=12, ptc_frame_size=256, n_images_compare=16,

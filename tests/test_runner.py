@@ -190,9 +190,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="issues #38 (competent models: plateau rule, gate, the standard and randomized regimes) and "
-                          "#41 (Square in the ensemble) change the code of every standard notebook; the committed book "
-                          "comes from commit 8829626 until their one standard re-run lands", strict=False)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

@@ -41,9 +41,10 @@ def _flags(models: Sequence[str], per_model: pd.DataFrame, gate: pd.DataFrame, r
     flags = {m: [] for m in models}
     dropped = excluded(gate)
     dropped = dropped[dropped.regime == regime] if "regime" in dropped.columns else dropped
-    for row in dropped.itertuples():
-        if row.model in flags:
-            flags[row.model].append(f"not competent on {row.structure}: {row.reason}")
+    # the structures only: the reasons are in the training page's table, and the row stays one line
+    for model, part in dropped.groupby("model", sort=False):
+        if model in flags:
+            flags[model].append(f"not competent on {', '.join(part.structure)}")
     checks = per_model.set_index("model")["attack_check"] if "attack_check" in per_model else pd.Series(dtype=str)
     for model, check in checks.items():
         if isinstance(check, str) and check != PASSES:
@@ -93,7 +94,7 @@ def at_a_glance(per_model: pd.DataFrame, robust_by_eps: pd.DataFrame, gate: pd.D
     >>> gate = pd.DataFrame({"model": ["a", "b", "c"], "structure": "nuclei", "regime": "standard",
     ...                      "competent": [True, True, False], "reason": ["", "", "not converged"]})
     >>> at_a_glance(per_model, by_eps, gate)[["model", "rank", "flags"]].values.tolist()
-    [['a', 1, ''], ['b', 2, 'gradient masking suspected'], ['c', <NA>, 'not competent on nuclei: not converged']]
+    [['a', 1, ''], ['b', 2, 'gradient masking suspected'], ['c', <NA>, 'not competent on nuclei']]
     """
     if sort_by not in SORT_SCORES:
         raise ValueError(f"sort_by: expected one of {SORT_SCORES}, got {sort_by!r}")

@@ -1,10 +1,12 @@
 """The ``fmrobust`` command line (also ``python -m fmlib``): run, list and clean the study
-(`fmlib.runner`), and assess a user's model (`fmlib.assay`)."""
+(`fmlib.runner`), assess a user's model (`fmlib.assay`), and advise a model for a user's images
+(`fmlib.advice`)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +15,8 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 
+from .advice import advise
+from .advice.report import write_report
 from .assay import NORMALIZATIONS, OUTPUTS
 from .paths import find_root
 from .profiles import PROFILE_NAMES, STRUCTURES
@@ -56,6 +60,17 @@ def assess_report(args) -> Path:
     report = out / "report.html"
     report.write_text(html, encoding="utf-8")
     return report
+
+
+def advise_report(args) -> dict[str, Path]:
+    """Run `fmlib.advice.advise` for ``fmrobust advise`` and write its report files to ``--out``."""
+    if args.root:
+        os.environ["FMROBUST_ROOT"] = str(Path(args.root).resolve())  # the study whose cache holds the models
+    advice = advise(args.images, args.structure, profile=args.profile, channel=args.channel,
+                    pixel_size_um=args.pixel_size_um, n_images=args.n_images, seed=args.seed)
+    written = write_report(advice, args.out, export=not args.no_export)
+    print(advice.answer)
+    return written
 
 
 def _parse_set(items: Sequence[str]) -> dict:
@@ -114,6 +129,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_assess.add_argument("--name", default="your_model", help="the model's name in the report")
     p_assess.add_argument("--root", help="study folder with notebooks/ and results/<profile>/ (default: found "
                                          "from the current directory)")
+    p_advise = sub.add_parser(
+        "advise", help="which of the study's models to use on your own images (TIFF), ranked on a simulation of "
+                       "your microscope",
+        description="Estimate your acquisition from the images alone (noise, SNR, background, blur, object size), "
+                    "simulate it with exact masks and the degradations such a microscope meets, check that the "
+                    "simulation looks like your images, and rank the study's competent models on it. Writes "
+                    "report.html, advice.json and the recommended model as TorchScript (model.pt) to --out.")
+    p_advise.add_argument("images", nargs="+", help="TIFF files or folders of them (2D images or stacks of one "
+                                                    "structure, raw counts, any bit depth)")
+    p_advise.add_argument("--structure", required=True, choices=STRUCTURES)
+    p_advise.add_argument("--out", required=True, help="folder for report.html, advice.json and model.pt")
+    p_advise.add_argument("--profile", default="standard", choices=PROFILE_NAMES,
+                          help="the study profile whose models are ranked (missing ones are trained first)")
+    p_advise.add_argument("--channel", type=int, help="channel of a multi-channel stack that shows the structure")
+    p_advise.add_argument("--pixel-size-um", type=float, help="pixel size, to check the object size")
+    p_advise.add_argument("--n-images", type=int, help="matched images per condition (default: the profile's "
+                                                       "test count, at least 8)")
+    p_advise.add_argument("--seed", type=int, default=0)
+    p_advise.add_argument("--no-export", action="store_true", help="do not write model.pt")
+    p_advise.add_argument("--root", help="study folder whose cache holds the models (default: found from the "
+                                         "current directory)")
     p_clean = sub.add_parser("clean", help="remove the book build, the cache and failed notebooks")
     p_clean.add_argument("--profile", choices=PROFILE_NAMES)
     p_clean.add_argument("--results", action="store_true",
@@ -134,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "assess":
             report = assess_report(args)
             print(f"report: {report}")
+        elif args.command == "advise":
+            for name, path in advise_report(args).items():
+                print(f"{name}: {path}")
         elif args.command == "list":
             root = Path(args.root).resolve() if args.root else find_root()
             for step in plan(args.profile, root):

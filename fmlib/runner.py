@@ -40,7 +40,8 @@ from .provenance import (
 #: The notebooks, in execution order (later notebooks read the tables earlier ones write).
 NOTEBOOKS: list[str] = ["01_synthesis", "02_corruptions", "03_training", "04_corruption_robustness",
                         "05_adversarial_robustness", "06_defenses", "07_real_images",
-                        "07b_real_objects", "07c_real_robustness", "08_summary_recommendations"]
+                        "07b_real_objects", "07c_real_robustness", "08_summary_recommendations",
+                        "10_which_model"]
 
 
 class StudyError(RuntimeError):

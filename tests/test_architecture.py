@@ -25,7 +25,7 @@ LAYERS = [
     ("configuration", {"profiles"}),
     ("grid", {"grid", "executors", "runs"}),
     ("study", {"provenance", "runner"}),
-    ("assay", {"assay"}),
+    ("assay", {"assay", "advice"}),
     ("interface", {"cli", "__main__"}),
 ]
 RANK = {name: rank for rank, (_, names) in enumerate(LAYERS) for name in names}

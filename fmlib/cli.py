@@ -64,11 +64,18 @@ def assess_report(args) -> Path:
 
 def advise_report(args) -> dict[str, Path]:
     """Run `fmlib.advice.advise` for ``fmrobust advise`` and write its report files to ``--out``."""
-    if args.root:
-        os.environ["FMROBUST_ROOT"] = str(Path(args.root).resolve())  # the study whose cache holds the models
-    advice = advise(args.images, args.structure, profile=args.profile, channel=args.channel,
-                    pixel_size_um=args.pixel_size_um, n_images=args.n_images, seed=args.seed)
-    written = write_report(advice, args.out, export=not args.no_export)
+    before = os.environ.get("FMROBUST_ROOT")
+    if args.root:  # the study whose cache holds the models, for this command only
+        os.environ["FMROBUST_ROOT"] = str(Path(args.root).resolve())
+    try:
+        advice = advise(args.images, args.structure, profile=args.profile, channel=args.channel,
+                        pixel_size_um=args.pixel_size_um, n_images=args.n_images, seed=args.seed)
+        written = write_report(advice, args.out, export=not args.no_export)
+    finally:
+        if before is None:
+            os.environ.pop("FMROBUST_ROOT", None)
+        else:
+            os.environ["FMROBUST_ROOT"] = before
     print(advice.answer)
     return written
 

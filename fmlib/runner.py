@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -144,6 +145,29 @@ def _declared_values(root: Path, name: str, cfg: Config) -> dict:
     return {k: cfg[k] for k in declared}
 
 
+#: Torch (OpenMP) threads of every notebook kernel. Float sums are reduced in an order that depends on
+#: the thread count, and a notebook that trains (the real-data reference, the continuations) or
+#: attacks (the L2 ensemble) amplifies the last bits: with the count fixed, the same parameters give
+#: the same bytes on every machine, as the grid's jobs do with ``threads_per_job``.
+NOTEBOOK_THREADS = 1
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _kernel_threads(threads: int):
+    """Environment of the kernels started inside: `threads` torch threads (restored on exit)."""
+    before = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update({name: str(threads) for name in _THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _execute(step: dict, profile: str, root: Path, out_dir: Path) -> float:
     """Execute one notebook into a temporary file that replaces the executed notebook only on success;
     returns its wall time. A failure keeps the failed copy in ``results/<profile>/failed/``."""
@@ -152,8 +176,9 @@ def _execute(step: dict, profile: str, root: Path, out_dir: Path) -> float:
         scratch = Path(tmp) / f"{name}.ipynb"
         start = time.perf_counter()
         try:
-            papermill.execute_notebook(str(step["source"]), str(scratch), parameters=step["parameters"],
-                                       kernel_name="python3", progress_bar=False, cwd=str(root))
+            with _kernel_threads(NOTEBOOK_THREADS):
+                papermill.execute_notebook(str(step["source"]), str(scratch), parameters=step["parameters"],
+                                           kernel_name="python3", progress_bar=False, cwd=str(root))
         except papermill.PapermillExecutionError as err:
             failed = out_dir / "failed"
             failed.mkdir(exist_ok=True)

@@ -173,3 +173,75 @@ def test_assess_cli_reports_a_torchscript_model_among_the_references(built_book,
     assert "Traceback" not in text and "assay of lab_unet" not in text  # no progress bars or errors
     assert cli.main(["assess", "--model", str(tmp_path / "nope.pt"), "--structure", "nuclei", "--profile", "smoke",
                      "--out", str(out), "--root", str(site)]) == 1
+
+
+def test_advise_cli_on_a_real_image_writes_its_report_json_and_torchscript(built_book, tmp_path, monkeypatch):
+    """`fmrobust advise` on the DSB image, against the smoke study's models, end to end."""
+    import json
+    from html import escape
+
+    import numpy as np
+    import tifffile
+    import torch
+
+    from fmlib import cli
+    from fmlib.advice import advise, recommended_model
+    from fmlib.inference import predict
+
+    site, _ = built_book
+    image = Path(__file__).resolve().parents[1] / "data" / "real" / "dsb2018" / "img2d.tif"
+    out = tmp_path / "advice"
+    assert cli.main(["advise", str(image), "--structure", "nuclei", "--profile", "smoke", "--out", str(out),
+                     "--root", str(site)]) == 0
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["refusal"] == "" and advice["recommendation"]["model"] in ("sim_unet", "unet3")
+    assert {row["regime"] for row in advice["ranking"]} == {"standard", "randomized", "noise", "adversarial"}
+    assert all(row["low"] <= row["score"] <= row["high"] for row in advice["ranking"])
+    html = (out / "report.html").read_text()
+    assert escape(advice["answer"].split(":")[0]) in html and html.count("<img") >= 2 and "Traceback" not in html
+    # The exported model segments the user's image at once, as the study's model does.
+    scripted = torch.jit.load(str(out / "model.pt")).eval()
+    crop = tifffile.imread(image).astype(np.float32)[:256, :256]
+    with torch.no_grad():
+        mask = (scripted(torch.from_numpy(crop)[None, None])[0, 0] > 0).numpy()
+    assert 0.05 < mask.mean() < 0.8
+    monkeypatch.setenv("FMROBUST_ROOT", str(site))
+    same = advise(str(image), "nuclei", profile="smoke", progress=False)
+    assert same.recommendation == advice["recommendation"]  # same parameters, same answer
+    assert np.array_equal(predict(recommended_model(same), crop[None])[0], mask)
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert cli.main(["advise", str(tmp_path / "notes.txt"), "--structure", "nuclei", "--profile", "smoke",
+                     "--out", str(out), "--root", str(site)]) == 1
+
+
+def test_advise_refuses_transmitted_light_and_recommends_nothing(built_book, monkeypatch):
+    from fmlib.advice import advise, recommended_model, validation
+
+    site, _ = built_book
+    monkeypatch.setenv("FMROBUST_ROOT", str(site))
+    advice = advise(validation.negative_frames()[:4], "nuclei", profile="smoke", progress=False)
+    assert advice.recommendation is None and "cannot imitate" in advice.refusal
+    assert advice.answer.startswith("No recommendation") and not advice.realism.within.all()
+    with pytest.raises(ValueError, match="advice: nothing was recommended"):
+        recommended_model(advice)
+
+
+def test_the_realism_thresholds_accept_every_fluorescence_set_and_refuse_transmitted_light(built_book):
+    """Notebook 10's basis of the thresholds, at the smoke profile's seed: the rule holds and the
+    transmitted-light channel is refused."""
+    import pandas as pd
+
+    from fmlib.advice import THRESHOLDS, validation
+
+    site, _ = built_book
+    basis = pd.read_csv(site / "results" / "smoke" / "10_threshold_basis.csv")
+    assert set(basis.kind) == {"real", "simulated", "negative"}
+    limit = basis.key.map(THRESHOLDS)
+    fluorescent = basis.fluorescence.astype(bool)
+    assert (basis.distance[fluorescent] <= limit[fluorescent]).all(), basis[fluorescent]
+    derived = validation.derived_thresholds(basis)
+    assert all(derived[k] <= THRESHOLDS[k] * 1.05 for k in THRESHOLDS), derived
+    assert (basis.distance[~fluorescent] > limit[~fluorescent]).any(), basis[~fluorescent]
+    checks = pd.read_csv(site / "results" / "smoke" / "10_validation.csv")
+    assert set(checks.source) == set(validation.SOURCES) and checks.n.ge(3).all()
+

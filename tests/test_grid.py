@@ -193,3 +193,49 @@ def test_the_model_loader_gives_the_grid_s_trained_model(trained, monkeypatch):
     assert not loaded.training
     for a, b in zip(loaded.state_dict().values(), expected.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_missing_training_counts_what_the_cache_lacks_and_its_time(trained, monkeypatch, tmp_path):
+    from fmlib import runs
+
+    cfg, cache = trained
+    monkeypatch.setenv("FMROBUST_CACHE", str(cache))
+    assert runs.missing_training(cfg, "nuclei") == ([], 0.0)
+    monkeypatch.setenv("FMROBUST_CACHE", str(tmp_path))
+    missing, seconds = runs.missing_training(cfg, "nuclei")
+    assert [j.model for j in missing] == ["sim_unet"] and seconds > 0
+    assert runs.missing_training(cfg, "er") == ([], 0.0)  # not a structure of this grid
+
+
+def test_structure_runs_gives_each_run_its_convergence_and_clean_score(trained, monkeypatch):
+    from fmlib import runs
+
+    cfg, cache = trained
+    monkeypatch.setenv("FMROBUST_CACHE", str(cache))
+    said = []
+    table = runs.structure_runs(cfg, "nuclei", progress=False, announce=said.append)
+    assert said == []  # nothing to train, nothing announced
+    assert table[["model", "regime", "seed"]].values.tolist() == [["sim_unet", "standard", 0]]
+    assert 0 < table.iou.iloc[0] <= 1 and table.converged.dtype == bool
+
+
+def test_a_continuation_trains_an_excluded_run_longer_and_wider(trained, monkeypatch):
+    """Only runs the gate excluded although they converged and their stride allows the floor."""
+    import pandas as pd
+
+    from fmlib import runs
+
+    cfg, cache = trained
+    cfg = profiles.resolve("smoke", models=["sim_unet"], widths={"sim_unet": 0.25}, structures=["nuclei"],
+                           regimes=["standard"], n_seeds=1, max_steps=6, eval_every=2, n_train=4, n_val=2, n_test=2,
+                           reference_model="sim_unet", transfer_surrogate="sim_unet")
+    monkeypatch.setenv("FMROBUST_CACHE", str(cache))
+    verdicts = pd.DataFrame({"model": "sim_unet", "structure": "nuclei", "regime": "standard", "seed": 0,
+                             "iou": [0.1, 0.1, 0.1], "converged": [True, False, True], "competent": False,
+                             "stride_limited": [False, False, True]})
+    table = runs.continuation(cfg, verdicts, progress=False)
+    assert table.continuation.tolist() == list(runs.CONTINUATIONS)  # the first row only, twice
+    assert (table.iou == 0.1).all() and table.continued_iou.between(0, 1).all()
+    assert (table.reaches_floor == (table.continued_iou >= cfg.competence_floor)).all()
+    assert table.steps.max() <= 6
+    assert runs.continuation(cfg, verdicts.assign(competent=True), progress=False).empty

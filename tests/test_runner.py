@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -196,3 +197,13 @@ def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     stale = [s["name"] for s in runner.plan("standard", root) if not s["up_to_date"]]
     assert not stale, (f"book/notebooks/{stale[0]}.ipynb was executed with other code or parameters; run "
                        f"`fmrobust run --profile standard` and commit book/notebooks/ and results/standard/")
+
+
+def test_notebook_kernels_run_torch_on_a_fixed_thread_count(mini_study, monkeypatch):
+    """Results that training or attacks compute inside a notebook depend on the thread count: fixed."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    root = mini_study("import torch\nprint('threads', torch.get_num_threads())")
+    runner.run("smoke", root=root, only=[runner.NOTEBOOKS[0]], progress=False)
+    text = (root / "book" / "notebooks" / f"{runner.NOTEBOOKS[0]}.ipynb").read_text()
+    assert f"threads {runner.NOTEBOOK_THREADS}" in text
+    assert os.environ["OMP_NUM_THREADS"] == "7"  # the runner's own environment is left as it was

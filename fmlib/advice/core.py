@@ -32,7 +32,7 @@ from ..profiles import resolve
 from ..runs import structure_runs
 from ..synthesis import STRUCTURES, Dataset
 from .inputs import read_images
-from .ranking import conditions, ranking, scores
+from .ranking import condition_scores, conditions, ranking, scores
 from .realism_check import check_thresholds, matched_distances
 
 #: At most this many frames (evenly spaced) enter the estimate: enough for its intervals, and a long
@@ -53,6 +53,7 @@ class Advice:
     conditions: dict[str, str]       # condition: why it is tested
     scores: pd.DataFrame             # per candidate, condition and image
     ranking: pd.DataFrame            # one row per model x regime
+    by_condition: pd.DataFrame       # each candidate's IoU per condition, with its CI
     excluded: pd.DataFrame           # the study's models that are not competent, with the reason
     recommendation: dict | None      # model, regime, seed, score, low, high, tied_with; None when refused
     refusal: str                     # why nothing is recommended ("" when something is)
@@ -78,7 +79,8 @@ class Advice:
         return {"structure": self.structure, "profile": self.profile, "images": self.names, "answer": self.answer,
                 "recommendation": self.recommendation, "refusal": self.refusal, "caveats": self.caveats,
                 "estimate": records(self.estimate), "matched_physics": self.physics, "realism": records(self.realism),
-                "conditions": self.conditions, "ranking": records(self.ranking), "excluded": records(self.excluded),
+                "conditions": self.conditions, "ranking": records(self.ranking),
+                "by_condition": records(self.by_condition), "excluded": records(self.excluded),
                 "scores": records(self.scores)}
 
 
@@ -180,7 +182,7 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
     frames, names = read_images(images, channel=channel, min_side_px=max(64, int(cfg.image_size)))
     frames, names = _evenly(frames, names, MAX_FRAMES)
     estimate, realism = matched_distances(frames, structure, thresholds=limits, seed=seed)
-    sets, why = conditions(estimate, structure, frames, n_images=n_images, size=int(cfg.image_size), seed=seed)
+    sets, why = conditions(estimate, structure, frames, n_images=n_images, seed=seed)
     runs, excluded = candidates(cfg, structure, progress=progress)
     if not runs:
         raise ValueError(f"profile: no competent model on {structure!r} in profile {profile!r}; nothing to rank")
@@ -201,7 +203,7 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
                           "low": float(top.low), "high": float(top.high),
                           "tied_with": [f"{r.model} ({r.regime})" for r in ranked[ranked.tied].itertuples()]}
     return Advice(structure, profile, names, estimate, _physics_json(matched_physics(estimate, structure)), realism,
-                  why, table, ranked, excluded, recommendation, refusal,
+                  why, table, ranked, condition_scores(table, seed=seed), excluded, recommendation, refusal,
                   _caveats(estimate, structure, pixel_size_um, len(frames)), frames, sets["as estimated"])
 
 

@@ -5,14 +5,16 @@ Only the statistics that need no labels enter: the intensity distribution after 
 the radial power spectrum, and the noise curve's slope and intercept. The advice refuses to recommend
 when any of them is above its threshold (`THRESHOLDS`).
 
-The thresholds were chosen on the repository's real nuclei sources, and the book's page *Which
-model for my images?* recomputes their basis (`fmlib.advice.validation.threshold_basis`): each is
-1.5 times the largest distance that a fluorescence source of `data/real/` (DSB 2018, BBBC007, the ndev
-Hoechst channel) reached to its own matched set, over three seeds of the matched images. The
-oblique-illumination (transmitted light) channel of the ndev file, which the simulator cannot imitate,
-is refused by its noise curve (intercept about 0.4 z units against 0.03 at most for the fluorescence
-sources). Three sources make a thin basis: the thresholds are judged again on microscopes beyond this
-repository, and a user can pass their own.
+The thresholds were chosen on the repository's real nuclei sources and on the simulator's own images,
+and the book's page *Which model for my images?* recomputes their basis
+(`fmlib.advice.validation.threshold_basis`): each is 1.5 times the largest distance that a
+fluorescence set reached to its own matched simulation, over three seeds of the matched images. The
+fluorescence sets are the real sources of `data/real/` (DSB 2018, BBBC007, the ndev Hoechst channel)
+and simulated nuclei at SNR 2, 5 and 10 (a threshold tighter than the simulator's agreement with
+itself would refuse images it can imitate). The oblique-illumination (transmitted light) channel of
+the ndev file, which the simulator cannot imitate, is refused by its intensity distribution (0.21
+against 0.11 at most for the fluorescence sets). Three real sources make a thin basis: the
+thresholds are judged again on microscopes beyond this repository, and a user can pass their own.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import numpy as np
 import pandas as pd
 
 from .. import acquisition, realism
-from ..matching import matched_dataset
+from ..matching import matched_physics
 from ..realdata import tiles
+from ..synthesis import make_dataset
+from .ranking import scene_parameters
 
 #: At most this many tiles of the user's frames enter the realism check (evenly spaced).
 MAX_TILES = 64
@@ -36,11 +40,12 @@ MATCHED_IMAGES = 16
 #: source from transmitted light; at 192 px they do (the book's advice page).
 REALISM_SIZE_PX = 192
 
-#: Largest accepted distance per statistic (`fmlib.realism.report` ``key``): 1.5 x the largest
-#: distance among the repository's fluorescence sources over matched seeds 0-2 (intensity 0.100,
-#: spectrum 0.397, noise slope 0.109, noise intercept 0.028 at 192 px; measured at commit 2367db0).
+#: Largest accepted distance per statistic (`fmlib.realism.report` ``key``): `MARGIN` x the largest
+#: distance among the fluorescence sets over matched seeds 0-2 (intensity 0.106, spectrum 0.394,
+#: noise slope 0.159, noise intercept 0.075, at 192 px; measured at commit 45f9f3b plus the density
+#: matching of `fmlib.advice.ranking.scene_parameters`), rounded up to two decimals.
 MARGIN = 1.5
-THRESHOLDS = {"intensity": 0.15, "spectrum": 0.60, "noise_slope": 0.16, "noise_intercept": 0.042}
+THRESHOLDS = {"intensity": 0.16, "spectrum": 0.60, "noise_slope": 0.24, "noise_intercept": 0.12}
 
 
 def common_crop(frames: Sequence[np.ndarray]) -> np.ndarray:
@@ -103,5 +108,7 @@ def matched_distances(frames: Sequence[np.ndarray], structure: str, *, threshold
     `realism_size` px."""
     estimate = acquisition.estimate(common_crop(frames), seed=seed)
     size = realism_size(frames)
-    matched = matched_dataset(estimate, structure, MATCHED_IMAGES, size, seed=seed + 1)
+    physics = {**matched_physics(estimate, structure), **scene_parameters(estimate, frames, structure, size)}
+    snr = physics.pop("snr")
+    matched = make_dataset(structure, MATCHED_IMAGES, size, snr=snr, seed=seed + 1, **physics)
     return estimate, distances(frame_tiles(frames, size), matched.raw, thresholds)

@@ -9,15 +9,15 @@ import io
 import json
 from pathlib import Path
 
-import matplotlib
+# No backend is forced here: the book's notebooks draw these figures inline, and matplotlib falls
+# back to Agg by itself on a machine without a display.
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # a report is written to files, also on machines without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..inference import predict  # noqa: E402
-from ..sizing.prediction import SIDE_MULTIPLE  # noqa: E402
-from .core import Advice, export_torchscript, recommended_model  # noqa: E402
+from ..inference import predict
+from ..sizing.prediction import SIDE_MULTIPLE
+from .core import Advice, export_torchscript, recommended_model
 
 #: The largest crop of the user's first frame that the report segments and shows (px per side).
 SHOWN_SIDE_PX = 512
@@ -69,6 +69,16 @@ def ranking_figure(advice: Advice):
     return fig
 
 
+def by_condition_text(advice: Advice) -> pd.DataFrame:
+    """One row per candidate in ranking order, one column per condition: "IoU [low, high]"."""
+    t = advice.by_condition
+    cells = t.assign(value=[f"{i:.2f} [{lo:.2f}, {hi:.2f}]" for i, lo, hi in zip(t.iou, t.low, t.high)])
+    wide = cells.pivot(index=["model", "regime"], columns="condition", values="value")
+    wide = wide[list(dict.fromkeys(t.condition))]
+    order = pd.MultiIndex.from_frame(advice.ranking[["model", "regime"]])
+    return wide.reindex(order).reset_index().rename_axis(columns=None)
+
+
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -106,6 +116,8 @@ def html_report(advice: Advice, model=None) -> str:
         "<h2>Ranking</h2>", _png(ranking_figure(advice)), _table(ranking),
         "<h2>Conditions tested</h2><ul>" + "".join(f"<li><b>{e(k)}</b>: {e(v)}</li>"
                                                  for k, v in advice.conditions.items()) + "</ul>",
+        "<p>Each candidate's IoU per condition, with its 95 % CI over seeds, then images:</p>",
+        _table(by_condition_text(advice)),
         "<h2>Your acquisition, estimated from the images</h2>"
         "<p>Median over frames, with a 95 % bootstrap interval over frames.</p>", _table(estimate),
         "<h2>Realism check</h2><p>Label-free distances between your images and the matched simulation; "

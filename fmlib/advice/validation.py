@@ -3,7 +3,7 @@ against the ranking by the labels.
 
 For each labelled source of `data/real/` (`SOURCES`), the advice ranks the candidates on images
 simulated like the source; the labels rank the same candidates on the source's own images (per-tile
-IoU at the models' input size, `fmlib.simtoreal.source_scores`). `validation_table` compares them:
+IoU on fields of the matched images' size, `fmlib.simtoreal.source_scores`). `validation_table` compares them:
 Spearman's r with its bootstrap CI and permutation p (`fmlib.simtoreal.agreement_table`, Holm over
 the sources), the true rank of the advised first candidate, and whether it is among the three best by
 the labels. Expert labels measure accuracy; the ndev labels are automatic, so there the comparison
@@ -31,7 +31,9 @@ from ..realdata import (
 )
 from ..simtoreal import agreement_table, source_scores
 from ..stats import hierarchical_ci
-from .realism_check import MARGIN, matched_distances
+from ..synthesis import make_dataset
+from .ranking import FIELD_PX
+from .realism_check import MARGIN, REALISM_SIZE_PX, matched_distances
 
 #: The labelled real sources and how their raw frames are loaded (every image of each).
 SOURCES: dict[str, Callable[[], list[np.ndarray]]] = {
@@ -50,23 +52,35 @@ def negative_frames() -> list[np.ndarray]:
     return [stack[NDEV_CHANNELS["oblique"], t].astype(np.float64) for t in range(stack.shape[1])]
 
 
+#: Simulated positive controls of the realism check (name: SNR): the simulator's own nuclei at the
+#: study's SNR range, matched from their own estimate. A threshold tighter than the simulator's
+#: agreement with itself would refuse images it could imitate.
+SIMULATED = {"simulated SNR 2": 2.0, "simulated SNR 5": 5.0, "simulated SNR 10": 10.0}
+
+
 def threshold_basis(seeds: Sequence[int] = (0, 1, 2)) -> pd.DataFrame:
-    """The realism distances (`fmlib.advice.realism_check.matched_distances`) of every labelled source
-    and of `NEGATIVE` to their matched sets, per seed of the matched images: ``source``,
-    ``fluorescence`` (False for the negative), ``seed``, ``key``, ``statistic``, ``distance``."""
-    sets = {**{s: source_frames(s) for s in SOURCES}, NEGATIVE: negative_frames()}
+    """The realism distances (`fmlib.advice.realism_check.matched_distances`) of every labelled source,
+    of the simulated controls (`SIMULATED`) and of `NEGATIVE` to their matched sets, per seed of the
+    matched images: ``source``, ``kind`` ("real", "simulated" or "negative"), ``fluorescence`` (False
+    for the negative), ``seed``, ``key``, ``statistic``, ``distance``."""
     rows = []
     for seed in seeds:
-        for source, frames in sets.items():
+        sets = {**{s: ("real", source_frames(s)) for s in SOURCES}, NEGATIVE: ("negative", negative_frames())}
+        for name, snr in SIMULATED.items():
+            raw = make_dataset("nuclei", 4, REALISM_SIZE_PX, snr=snr, seed=1000 + seed).raw
+            sets[name] = ("simulated", list(raw.astype(np.float64)))
+        for source, (kind, frames) in sets.items():
             _, table = matched_distances(frames, "nuclei", seed=seed)
-            rows.append(table[["key", "statistic", "distance"]].assign(source=source, fluorescence=source != NEGATIVE,
-                                                                       seed=seed))
-    return pd.concat(rows, ignore_index=True)[["source", "fluorescence", "seed", "key", "statistic", "distance"]]
+            rows.append(table[["key", "statistic", "distance"]].assign(source=source, kind=kind,
+                                                                       fluorescence=kind != "negative", seed=seed))
+    columns = ["source", "kind", "fluorescence", "seed", "key", "statistic", "distance"]
+    return pd.concat(rows, ignore_index=True)[columns]
 
 
 def derived_thresholds(basis: pd.DataFrame, margin: float = MARGIN) -> dict[str, float]:
-    """`margin` times the largest distance of the fluorescence sources of `basis` (`threshold_basis`),
-    per statistic: the rule behind `fmlib.advice.realism_check.THRESHOLDS`."""
+    """`margin` times the largest distance of the fluorescence sets of `basis` (`threshold_basis`: the
+    real sources and the simulated controls), per statistic: the rule behind
+    `fmlib.advice.realism_check.THRESHOLDS`."""
     return (margin * basis[basis.fluorescence].groupby("key", sort=False).distance.max()).to_dict()
 
 
@@ -81,8 +95,9 @@ def source_frames(source: str) -> list[np.ndarray]:
     return [np.asarray(frame, dtype=np.float64) for frame in SOURCES[source]()]
 
 
-def source_tiles(tile: int) -> dict[str, Tiles]:
-    """Every labelled real source cut into `tile` px tiles at its own scale (BBBC007's two splits joined)."""
+def source_tiles(tile: int = FIELD_PX) -> dict[str, Tiles]:
+    """Every labelled real source cut into `tile` px tiles at its own scale (BBBC007's two splits
+    joined): by default fields as large as the advice's matched images."""
     parts = nuclei_tiles(tile)
     bbbc = [parts["bbbc007_train"], parts["bbbc007_test"]]
     joined = Tiles(np.concatenate([t.images for t in bbbc]), np.concatenate([t.masks for t in bbbc]),

@@ -1,0 +1,184 @@
+"""fmlib.advice: the user's images read and refused clearly, the matched conditions, the ranking and
+its CIs, the realism check and its thresholds, the validation table. The end-to-end advice against
+the smoke study's models runs in tests/test_book.py."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from fmlib import acquisition
+from fmlib.advice import THRESHOLDS, read_images
+from fmlib.advice import ranking as rk
+from fmlib.advice import realism_check as rc
+from fmlib.advice import validation as val
+from fmlib.synthesis import make_dataset
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return make_dataset("nuclei", 3, 128, snr=6, seed=3).raw
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+def test_a_stack_counts_as_frames_and_a_folder_as_its_files(tmp_path, raw):
+    tifffile.imwrite(tmp_path / "a.tif", raw[0])
+    tifffile.imwrite(tmp_path / "b.tiff", raw[1:])
+    (tmp_path / "notes.txt").write_text("not an image")
+    frames, names = read_images(tmp_path)
+    assert len(frames) == 3 and names[0].endswith("a.tif") and names[1].endswith("b.tiff[0]")
+    assert frames[0].dtype == np.float64 and np.array_equal(frames[0], raw[0])  # counts kept, not rescaled
+
+
+def test_a_multichannel_stack_needs_a_channel(tmp_path, raw):
+    stack = np.stack([raw[:2], raw[:2] // 2], axis=1)  # (T, C, H, W), ImageJ's order
+    tifffile.imwrite(tmp_path / "two.tif", stack, metadata={"axes": "TCYX"}, imagej=True)
+    with pytest.raises(ValueError, match=r"channel.*--channel"):
+        read_images(tmp_path / "two.tif")
+    frames, _ = read_images(tmp_path / "two.tif", channel=1)
+    assert len(frames) == 2 and np.array_equal(frames[0], raw[0] // 2)
+    with pytest.raises(ValueError, match="channel: 5"):
+        read_images(tmp_path / "two.tif", channel=5)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("empty", "holds no TIFF"), ("text", "not a TIFF"), ("garbage", "cannot be read"), ("rgb", "RGB"),
+    ("nan", "NaN"), ("small", "at least 64 x 64"), ("constant", "constant"), ("missing", "no such file"),
+    ("list", "item 0 is a int"), ("nothing", "no image given"),
+])
+def test_bad_input_names_the_argument(tmp_path, raw, case, match):
+    image = raw[0].astype(np.float64)
+    if case == "empty":
+        (tmp_path / "empty").mkdir()
+        arg = tmp_path / "empty"
+    elif case == "text":
+        arg = tmp_path / "x.txt"
+        arg.write_text("hello")
+    elif case == "garbage":
+        arg = tmp_path / "x.tif"
+        arg.write_bytes(b"not a tiff at all")
+    elif case == "rgb":
+        arg = tmp_path / "rgb.tif"
+        tifffile.imwrite(arg, np.zeros((64, 64, 3), np.uint8) + np.arange(3, dtype=np.uint8), photometric="rgb")
+    elif case == "nan":
+        image[3, 3] = np.nan
+        arg = image
+    elif case == "small":
+        arg = image[:40, :40]
+    elif case == "constant":
+        arg = np.full((64, 64), 7.0)
+    elif case == "missing":
+        arg = tmp_path / "nope.tif"
+    elif case == "list":
+        arg = [3]
+    else:
+        arg = []
+    with pytest.raises((ValueError, FileNotFoundError), match=match) as error:
+        read_images(arg)
+    assert str(error.value).startswith(("images:", "channel:"))
+
+
+def test_advise_refuses_a_structure_outside_the_study():
+    from fmlib.advice import advise
+    with pytest.raises(ValueError, match="structure: expected one of"):
+        advise(np.ones((64, 64)), "golgi", profile="smoke")
+    with pytest.raises(ValueError, match="pixel_size_um"):
+        advise(np.ones((64, 64)), "nuclei", profile="smoke", pixel_size_um=-1.0)
+
+
+# --- matched conditions and the ranking ---------------------------------------------------------
+
+def test_conditions_simulate_the_estimate_and_its_degradations(raw):
+    estimate = acquisition.estimate(raw, n_boot=50)
+    frames = list(raw.astype(np.float64))
+    sets, why = rk.conditions(estimate, "nuclei", frames, n_images=3, size=64, seed=0)
+    assert list(sets)[:4] == ["as estimated", "SNR / 2", "SNR / 4", "more blur"] and set(why) == set(sets)
+    snr = [np.mean([m["snr"] for m in sets[name].metadata]) for name in ("as estimated", "SNR / 2", "SNR / 4")]
+    assert snr[0] > snr[1] > snr[2] and snr[0] / snr[2] == pytest.approx(4, rel=0.05)
+    assert all(np.array_equal(sets[name].masks, sets["as estimated"].masks) for name in sets)  # the same scenes
+
+
+def test_plausible_corruptions_follow_the_evidence(raw):
+    estimate = acquisition.estimate(raw, n_boot=50)
+    flat = list(raw.astype(np.float64))
+    assert "saturation" not in rk.plausible_corruptions(estimate, flat)
+    clipped = [np.minimum(f, np.percentile(f, 95)) for f in flat]
+    assert "saturation" in rk.plausible_corruptions(estimate, clipped)
+    uneven = estimate.copy()
+    uneven.loc[uneven.quantity == "background_unevenness", "high"] = 2.0
+    uneven.loc[uneven.quantity == "background_ratio", "estimate"] = 0.2
+    assert "uneven_illumination" in rk.plausible_corruptions(uneven, flat)
+    uneven.loc[uneven.quantity == "background_ratio", "estimate"] = 0.01  # a ripple on a black background
+    assert "uneven_illumination" not in rk.plausible_corruptions(uneven, flat)
+
+
+def test_ranking_orders_by_the_mean_over_conditions_with_intervals_and_ties():
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, level in (("a", 0.9), ("b", 0.89), ("c", 0.5)):
+        for condition, drop in (("as estimated", 0.0), ("SNR / 2", 0.1)):
+            for image in range(8):
+                rows.append({"model": model, "regime": "standard", "seed": 0, "condition": condition, "image": image,
+                             "iou": level - drop + rng.normal(0, 0.02), "dice": 0.0})
+    ranked = rk.ranking(pd.DataFrame(rows), n_boot=200)
+    assert ranked.model.tolist() == ["a", "b", "c"] and ranked["rank"].tolist() == [1, 2, 3]
+    assert (ranked.low <= ranked.score).all() and (ranked.score <= ranked.high).all()
+    assert ranked.tied.tolist() == [False, True, False]
+    assert ranked.loc[0, "as estimated"] == pytest.approx(0.9, abs=0.02)
+    assert ranked.loc[0, "score"] == pytest.approx(0.85, abs=0.02)
+
+
+# --- realism check and its thresholds -----------------------------------------------------------
+
+def test_thresholds_are_checked_and_replaceable():
+    assert rc.check_thresholds({"intensity": 0.5})["intensity"] == 0.5
+    with pytest.raises(ValueError, match="thresholds: unknown statistic 'colour'"):
+        rc.check_thresholds({"colour": 1.0})
+    with pytest.raises(ValueError, match="thresholds: spectrum must be a positive number"):
+        rc.check_thresholds({"spectrum": -1})
+
+
+def test_frame_tiles_cut_every_frame_and_keep_at_most_the_limit():
+    frames = [np.zeros((400, 200)), np.zeros((192, 192))]
+    assert rc.frame_tiles(frames, 64).shape == (6 * 3 + 9, 64, 64)
+    assert rc.frame_tiles(frames, 64, limit=5).shape == (5, 64, 64)
+    assert rc.realism_size(frames) == 192 and rc.realism_size([np.zeros((100, 300))]) == 96
+
+
+def test_a_matched_simulation_passes_the_realism_check():
+    """Images from the simulator itself, matched from their own estimate, are within every threshold."""
+    raw = make_dataset("nuclei", 4, 192, snr=5, seed=11).raw
+    _, table = rc.matched_distances(list(raw.astype(np.float64)), "nuclei")
+    assert set(table.key) == set(THRESHOLDS) and table.within.all(), table
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+def test_validation_table_compares_the_advised_ranking_with_the_labels():
+    candidates = [("a", "standard"), ("b", "standard"), ("c", "noise"), ("d", "noise"), ("e", "randomized")]
+    advised = pd.DataFrame({"model": [m for m, _ in candidates], "regime": [r for _, r in candidates],
+                            "score": [0.9, 0.8, 0.7, 0.6, 0.5]})
+    truth = advised.rename(columns={"score": "iou"}).assign(iou=[0.7, 0.9, 0.6, 0.5, 0.4])
+    truth = truth.sort_values("iou", ascending=False, ignore_index=True).assign(true_rank=[1, 2, 3, 4, 5])
+    table = val.validation_table({"dsb2018": advised}, {"dsb2018": truth}, n_boot=200)
+    row = table.iloc[0]
+    assert row.labelling == "expert" and row.n == 5 and row.r == pytest.approx(0.9)
+    assert row.advised_first == "a (standard)" and row.its_true_rank == 2 and bool(row.in_top_3)
+    assert row.refused == ""
+
+
+def test_validation_sources_load_raw_frames():
+    frames = val.source_frames("dsb2018")
+    assert len(frames) == 1 and frames[0].ndim == 2 and frames[0].dtype == np.float64
+    with pytest.raises(ValueError, match="source: expected one of"):
+        val.source_frames("hela")
+
+
+def test_condition_scores_give_every_condition_its_interval():
+    rows = [{"model": "a", "regime": "standard", "seed": s, "condition": c, "image": i, "iou": 0.5 + 0.1 * s + d,
+             "dice": 0.0} for s in (0, 1) for c, d in (("as estimated", 0.2), ("SNR / 2", 0.0)) for i in range(4)]
+    table = rk.condition_scores(pd.DataFrame(rows), n_boot=100)
+    assert table.condition.tolist() == ["as estimated", "SNR / 2"]
+    assert table.iou.tolist() == pytest.approx([0.75, 0.55])
+    assert (table.low <= table.iou).all() and (table.iou <= table.high).all()

@@ -69,7 +69,8 @@ def advise_report(args) -> dict[str, Path]:
         os.environ["FMROBUST_ROOT"] = str(Path(args.root).resolve())
     try:
         advice = advise(args.images, args.structure, profile=args.profile, channel=args.channel,
-                        pixel_size_um=args.pixel_size_um, n_images=args.n_images, seed=args.seed)
+                        pixel_size_um=args.pixel_size_um, n_images=args.n_images, attacks=args.attacks,
+                        attack_eps_255=args.attack_eps_255, seed=args.seed)
         written = write_report(advice, args.out, export=not args.no_export)
     finally:
         if before is None:
@@ -152,7 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_advise.add_argument("--channel", type=int, help="channel of a multi-channel stack that shows the structure")
     p_advise.add_argument("--pixel-size-um", type=float, help="pixel size, to check the object size")
     p_advise.add_argument("--n-images", type=int, help="matched images per condition (default: the profile's "
-                                                       "test count, at least 8)")
+                                                       "test images per structure: 8 at standard)")
+    p_advise.add_argument("--attacks", action="store_true",
+                          help="also measure the leading models' robust IoU under the study's attack ensemble (a "
+                               "minute or two per model on a CPU; reported beside the ranking, not part of it)")
+    p_advise.add_argument("--attack-eps-255", type=float, default=2.0,
+                          help="budget of --attacks in grey levels of 255 (default 2)")
     p_advise.add_argument("--seed", type=int, default=0)
     p_advise.add_argument("--no-export", action="store_true", help="do not write model.pt")
     p_advise.add_argument("--root", help="study folder whose cache holds the models (default: found from the "

@@ -24,7 +24,8 @@ from ._checks import check_real
 KEYS = ("model", "structure", "regime")
 
 
-def _require(table: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+def require_columns(table: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
+    """ValueError naming `name` unless `table` is a DataFrame with every one of `columns`."""
     if not isinstance(table, pd.DataFrame):
         raise ValueError(f"{name}: expected a pandas DataFrame, got {type(table).__name__}")
     missing = [c for c in columns if c not in table.columns]
@@ -57,7 +58,7 @@ def run_verdicts(runs: pd.DataFrame, floor: float) -> pd.DataFrame:
     >>> run_verdicts(runs, 0.7).reason.tolist()
     ['', 'not converged (step cap reached)', 'clean IoU 0.50 under the floor 0.70']
     """
-    _require(runs, "runs", [*KEYS, "seed", "iou", "converged"])
+    require_columns(runs, "runs", [*KEYS, "seed", "iou", "converged"])
     floor = check_real("floor", floor, low=0.0, high=1.0)
     out = runs.copy()
     attainable = out["attainable_iou"] if "attainable_iou" in out else pd.Series(float("nan"), index=out.index)
@@ -113,11 +114,11 @@ def only_competent(table: pd.DataFrame, gate: pd.DataFrame, *, on: Sequence[str]
     >>> only_competent(table, gate).model.tolist()
     ['a']
     """
-    _require(gate, "gate", [*KEYS, "competent"])
+    require_columns(gate, "gate", [*KEYS, "competent"])
     on = [k for k in KEYS if k in table.columns] if on is None else list(on)
     if "model" not in on:
         raise ValueError(f"table: expected a 'model' column to gate, got columns {list(table.columns)}")
-    _require(table, "table", on)
+    require_columns(table, "table", on)
     keep = gate[gate.competent.astype(bool)][on].drop_duplicates()
     if len(on) < len(KEYS):  # a model is kept only where it is competent on every row of the gate it matches
         bad = gate[~gate.competent.astype(bool)][on].drop_duplicates()
@@ -137,7 +138,7 @@ def ranked_models(gate: pd.DataFrame, regime: str = "standard", structures: Sequ
     >>> ranked_models(gate), ranked_models(gate, structures=["nuclei"])
     (['a'], ['a', 'b'])
     """
-    _require(gate, "gate", [*KEYS, "competent"])
+    require_columns(gate, "gate", [*KEYS, "competent"])
     part = gate[gate.regime == regime]
     if structures is not None:
         part = part[part.structure.isin(list(structures))]
@@ -148,7 +149,7 @@ def ranked_models(gate: pd.DataFrame, regime: str = "standard", structures: Sequ
 def for_ranking(table: pd.DataFrame, gate: pd.DataFrame, regime: str = "standard") -> pd.DataFrame:
     """The rows of `regime` in `table` whose model `ranked_models` admits over the structures of
     `table`: the input of a ranking across structures."""
-    _require(table, "table", ["model", "structure", "regime"])
+    require_columns(table, "table", ["model", "structure", "regime"])
     part = table[table.regime == regime]
     keep = ranked_models(gate, regime, sorted(part.structure.unique()))
     return part[part.model.isin(keep)].reset_index(drop=True)
@@ -157,7 +158,7 @@ def for_ranking(table: pd.DataFrame, gate: pd.DataFrame, regime: str = "standard
 def excluded(gate: pd.DataFrame) -> pd.DataFrame:
     """The models the gate excludes, with their reasons (``model``, ``structure``, ``regime``,
     ``iou``, ``stride_limited``, ``reason``)."""
-    _require(gate, "gate", [*KEYS, "competent", "reason"])
+    require_columns(gate, "gate", [*KEYS, "competent", "reason"])
     columns = [c for c in (*KEYS, "iou", "stride_limited", "reason") if c in gate.columns]
     return gate[~gate.competent.astype(bool)][columns].reset_index(drop=True)
 

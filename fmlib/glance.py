@@ -24,16 +24,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .competence import excluded
+from .competence import excluded, require_columns
 from .strength import PASSES
 
 SORT_SCORES = ("clean_iou", "corrupted_iou", "robust_iou")
-
-
-def _require(table: pd.DataFrame, name: str, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(f"{name}: missing columns {missing}; expected at least {list(columns)}")
 
 
 def _flags(models: Sequence[str], per_model: pd.DataFrame, gate: pd.DataFrame, regime: str) -> dict[str, str]:
@@ -98,9 +92,10 @@ def at_a_glance(per_model: pd.DataFrame, robust_by_eps: pd.DataFrame, gate: pd.D
     """
     if sort_by not in SORT_SCORES:
         raise ValueError(f"sort_by: expected one of {SORT_SCORES}, got {sort_by!r}")
-    _require(per_model, "per_model", ["model", *(f"{s}{b}" for s in SORT_SCORES[:2] for b in ("", "_low", "_high"))])
-    _require(robust_by_eps, "robust_by_eps", ["model", "eps_255", "robust_iou", "robust_iou_low", "robust_iou_high"])
-    _require(gate, "gate", ["model", "competent", "reason"])
+    bounds = ("", "_low", "_high")
+    require_columns(per_model, "per_model", ["model", *(f"{s}{b}" for s in SORT_SCORES[:2] for b in bounds)])
+    require_columns(robust_by_eps, "robust_by_eps", ["model", "eps_255", *(f"robust_iou{b}" for b in bounds)])
+    require_columns(gate, "gate", ["model", "competent", "reason"])
     models = list(dict.fromkeys(gate.model))
     scores = ["clean_iou", "corrupted_iou"]
     table = per_model[["model", *(f"{s}{b}" for s in scores for b in ("", "_low", "_high"))]].copy()
@@ -111,7 +106,7 @@ def at_a_glance(per_model: pd.DataFrame, robust_by_eps: pd.DataFrame, gate: pd.D
         renamed = part.rename(columns={f"robust_iou{b}": f"{name}{b}" for b in ("", "_low", "_high")})
         table = table.merge(renamed[["model", name, f"{name}_low", f"{name}_high"]], on="model", how="left")
     if real_summary is not None:
-        _require(real_summary, "real_summary", ["source", "method", "regime", "mean", "ci_low", "ci_high"])
+        require_columns(real_summary, "real_summary", ["source", "method", "regime", "mean", "ci_low", "ci_high"])
         for real_regime in real_regimes:
             part = real_summary[(real_summary.source == real_source) & (real_summary.regime == real_regime)]
             name = f"real_iou_{real_regime}"

@@ -114,10 +114,8 @@ PARAMETERS: dict[str, Parameter] = {
     "corruptions": Parameter(_list_of("corruption names", _one_of(ALL_CORRUPTIONS)),
                              "Corruptions to apply (names from fmlib.corruptions)."),
     "n_images_quality": Parameter(_positive_int, "Images per structure for the image-quality table."),
-    "models": Parameter(_list_of("model names", _one_of(ALL_MODELS)),
-                        "Architectures to train (names from fmlib.models)."),
-    "widths": Parameter(_widths,
-                        "Channel width multiplier per model (1.0 = the paper's size; others default to 1.0)."),
+    "models": Parameter(_list_of("model names", _one_of(ALL_MODELS)), "Architectures to train (fmlib.models)."),
+    "widths": Parameter(_widths, "Channel width multiplier per model (1.0 = the paper's size, the default)."),
     "regimes": Parameter(_list_of("training regimes", _one_of(REGIMES)),
                          "Training regimes: standard (the paper's: one acquisition at SNR 8), randomized "
                          "(acquisitions drawn per image), noise (augmentation), adversarial."),
@@ -163,6 +161,8 @@ PARAMETERS: dict[str, Parameter] = {
     "n_boot": Parameter(_positive_int, "Bootstrap resamples of every confidence interval."),
     "threshold_seeds": Parameter(_list_of("seeds", lambda n, v: check_int(n, v, low=0)), "Seeds of the matched "
                                  "images over which the advice's realism thresholds are re-derived (10)."),
+    "kernel_threads": Parameter(_positive_int, "Torch threads of every notebook kernel (read by the runner): float "
+                                "sums depend on it, so it enters each notebook's key (same parameters, same bytes)."),
     "real_epochs": Parameter(_positive_int, "Epochs of the model trained on real images (the sim-to-real reference)."),
     "randomization_strengths": Parameter(
         _list_of("numbers in [0, 1]", lambda n, v: check_real(n, v, low=0.0, high=1.0)),
@@ -226,7 +226,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_seeds=2, seed_structures=["nuclei"], ensemble_steps=5, ensemble_max_steps=10, ensemble_restarts=2,
         ensemble_restart_losses="best", square_queries=20, transfer_surrogate="unet3", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32], reference_model="unet3", n_boot=200, threshold_seeds=[0], defense_attack="pgd",
-        real_epochs=3, sim_to_real_bar_iou=0.80,
+        real_epochs=3, kernel_threads=2, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
     # The standard profile: the committed book, one sitting of about 2 h on 2 cores from an empty cache,
     # resumable (issue #38). Every model trained to its plateau (at most 1200 steps of 8 images from 512
@@ -248,7 +248,7 @@ PROFILES: dict[str, dict[str, object]] = {
         ensemble_restart_losses="best", square_queries=500,
         transfer_surrogate="unet", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32],
-        reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2],
+        reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=1,
         defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
     "paper": dict(
@@ -264,7 +264,7 @@ PROFILES: dict[str, dict[str, object]] = {
         ensemble_restart_losses="all", square_queries=5000,
         transfer_surrogate="unet", l2_structures=list(STRUCTURES),
         ensemble_eps_255=list(_PAPER_EPS_255),
-        reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2],
+        reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=8,
         defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
 }

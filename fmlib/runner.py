@@ -84,15 +84,18 @@ def _notebook_source(path: Path) -> str:
                        if "parameters" not in c.get("metadata", {}).get("tags", [])])
 
 
-def notebook_key(notebook_path: Path, parameters: dict, upstream: str = "", package: Path | None = None) -> str:
+def notebook_key(notebook_path: Path, parameters: dict, upstream: str = "", package: Path | None = None, *,
+                 threads: int = 1) -> str:
     """Cache key of one execution (`fmlib.cache.content_key`): the parameter values, the notebook's
     source but its parameters cell (papermill overrides every declared parameter), `upstream` (the
-    keys of the notebooks whose tables it reads, `notebook_inputs`), and the code of the ``fmlib``
-    modules it runs (`notebook_modules`). A change upstream re-executes what depends on it; changing
-    a module that a notebook does not run, or a notebook whose tables it does not read, leaves it up
-    to date."""
+    keys of the notebooks whose tables it reads, `notebook_inputs`), the kernel's torch `threads`
+    (the profile's ``kernel_threads``: the last bits of a notebook that trains or attacks depend on
+    it), and the code of the ``fmlib`` modules it runs (`notebook_modules`). A change upstream
+    re-executes what depends on it; changing a module that a notebook does not run, or a notebook
+    whose tables it does not read, leaves it up to date."""
     package = Path(package) if package is not None else PACKAGE
-    payload = {"parameters": parameters, "source": _notebook_source(notebook_path), "upstream": upstream}
+    payload = {"parameters": parameters, "source": _notebook_source(notebook_path), "upstream": upstream,
+               "threads": threads}
     return content_key(payload, notebook_modules(notebook_path, package), length=32, package=package)
 
 
@@ -124,12 +127,12 @@ def plan(profile: str, root: Path, overrides: dict | None = None, only: Sequence
         source = root / "notebooks" / f"{name}.ipynb"
         params = _declared_values(root, name, cfg)
         upstream = "".join(keys[n] for n in notebook_inputs(source) if n in keys)
-        key = keys[name] = notebook_key(source, params, upstream)
+        key = keys[name] = notebook_key(source, params, upstream, threads=cfg.kernel_threads)
         if name not in names:
             continue
         target = _executed_path(root, name)
         steps.append({"name": name, "source": source, "target": target, "parameters": params, "key": key,
-                      "up_to_date": executed_key(target) == key})
+                      "threads": cfg.kernel_threads, "up_to_date": executed_key(target) == key})
     return steps
 
 
@@ -145,11 +148,11 @@ def _declared_values(root: Path, name: str, cfg: Config) -> dict:
     return {k: cfg[k] for k in declared}
 
 
-#: Torch (OpenMP) threads of every notebook kernel. Float sums are reduced in an order that depends on
-#: the thread count, and a notebook that trains (the real-data reference, the continuations) or
-#: attacks (the L2 ensemble) amplifies the last bits: with the count fixed, the same parameters give
-#: the same bytes on every machine, as the grid's jobs do with ``threads_per_job``.
-NOTEBOOK_THREADS = 1
+# A kernel's torch (OpenMP) threads are the profile's ``kernel_threads``. Float sums are reduced in an
+# order that depends on the thread count, and a notebook that trains (the real-data reference, the
+# continuations) or attacks (the L2 ensemble) amplifies the last bits: with the count fixed, and in the
+# key, the same parameters give the same bytes on every machine, as the grid's jobs do with
+# ``threads_per_job``. The standard book runs on 1 thread; the smoke profile on 2, CI's cores.
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -176,7 +179,7 @@ def _execute(step: dict, profile: str, root: Path, out_dir: Path) -> float:
         scratch = Path(tmp) / f"{name}.ipynb"
         start = time.perf_counter()
         try:
-            with _kernel_threads(NOTEBOOK_THREADS):
+            with _kernel_threads(step["threads"]):
                 papermill.execute_notebook(str(step["source"]), str(scratch), parameters=step["parameters"],
                                            kernel_name="python3", progress_bar=False, cwd=str(root))
         except papermill.PapermillExecutionError as err:
@@ -189,7 +192,7 @@ def _execute(step: dict, profile: str, root: Path, out_dir: Path) -> float:
         wall = time.perf_counter() - start
         nb = nbformat.read(scratch, as_version=4)
         nb.metadata["fmrobust"] = {"key": step["key"], "profile": profile, "parameters": step["parameters"],
-                                   "wall_time_s": round(wall, 2)}
+                                   "kernel_threads": step["threads"], "wall_time_s": round(wall, 2)}
         nbformat.write(nb, scratch)
         shutil.move(str(scratch), step["target"])
     return wall

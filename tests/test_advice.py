@@ -182,3 +182,41 @@ def test_condition_scores_give_every_condition_its_interval():
     assert table.condition.tolist() == ["as estimated", "SNR / 2"]
     assert table.iou.tolist() == pytest.approx([0.75, 0.55])
     assert (table.low <= table.iou).all() and (table.iou <= table.high).all()
+
+
+# --- the optional robust IoU (--attacks) ---------------------------------------------------------
+
+def test_the_leader_and_its_ties_are_attacked_first_with_the_seed_the_recommendation_uses():
+    from fmlib.advice import robust
+
+    ranked = pd.DataFrame({"model": ["a", "b", "c", "d"], "regime": "standard", "tied": [False, False, True, False]})
+    assert robust.attacked_candidates(ranked, limit=2) == [("a", "standard"), ("c", "standard")]
+    assert robust.attacked_candidates(ranked, limit=3)[-1] == ("b", "standard")
+    with pytest.raises(ValueError, match="limit"):
+        robust.attacked_candidates(ranked, limit=0)
+    table = pd.DataFrame({"model": "a", "regime": "standard", "seed": [0, 0, 1, 1], "iou": [0.5, 0.6, 0.7, 0.8]})
+    assert robust.best_seeds(table) == {("a", "standard"): 1}
+
+
+def test_robust_scores_lower_the_clean_iou_and_carry_a_ci_over_images():
+    import torch
+
+    from fmlib.advice import robust
+    from fmlib.models import create_model
+    from fmlib.profiles import resolve
+
+    cfg = resolve("smoke")
+    dataset = make_dataset("nuclei", 2, 64, snr=8, seed=1)
+    torch.manual_seed(0)
+    net = create_model("sim_unet").eval()
+    table = robust.robust_scores(cfg, [("sim_unet", "standard", 0)], lambda m, r, s: net, dataset, progress=False)
+    assert len(table) == cfg.n_attack_images and (table.eps_255 == robust.ATTACK_EPS_255).all()
+    assert (table.robust_iou <= table.clean_iou + 1e-9).all()
+    larger = robust.robust_scores(cfg, [("sim_unet", "standard", 0)], lambda m, r, s: net, dataset, eps_255=32,
+                                  progress=False)
+    assert larger.robust_iou.mean() <= table.robust_iou.mean() + 1e-9  # a larger budget is no weaker
+    with pytest.raises(ValueError, match="eps_255"):
+        robust.robust_scores(cfg, [("sim_unet", "standard", 0)], lambda m, r, s: net, dataset, eps_255=0)
+    summary = robust.robust_summary(table, n_boot=100)
+    row = summary.iloc[0]
+    assert row.robust_low <= row.robust_iou <= row.robust_high and row.seed == 0

@@ -181,12 +181,13 @@ def test_advise_cli_on_a_real_image_writes_its_report_json_and_torchscript(built
     from html import escape
 
     import numpy as np
+    import pandas as pd
     import tifffile
     import torch
 
-    from fmlib import cli
-    from fmlib.advice import advise, recommended_model
+    from fmlib import cli, runs
     from fmlib.inference import predict
+    from fmlib.profiles import resolve
 
     site, _ = built_book
     image = Path(__file__).resolve().parents[1] / "data" / "real" / "dsb2018" / "img2d.tif"
@@ -205,10 +206,15 @@ def test_advise_cli_on_a_real_image_writes_its_report_json_and_torchscript(built
     with torch.no_grad():
         mask = (scripted(torch.from_numpy(crop)[None, None])[0, 0] > 0).numpy()
     assert 0.05 < mask.mean() < 0.8
+    # Same parameters, same answer: notebook 10 advised on the same image in its own kernel.
+    example = pd.read_csv(site / "results" / "smoke" / "10_advice_example.csv")
+    ranked = pd.DataFrame(advice["ranking"])
+    assert ranked[["model", "regime"]].equals(example[["model", "regime"]])
+    assert np.allclose(ranked.score, example.score, atol=1e-6)
     monkeypatch.setenv("FMROBUST_ROOT", str(site))
-    same = advise(str(image), "nuclei", profile="smoke", progress=False)
-    assert same.recommendation == advice["recommendation"]  # same parameters, same answer
-    assert np.array_equal(predict(recommended_model(same), crop[None])[0], mask)
+    r = advice["recommendation"]
+    study_model = runs.model_loader(resolve("smoke"), "nuclei")(r["model"], r["regime"], r["seed"])
+    assert np.array_equal(predict(study_model, crop[None])[0], mask)
     (tmp_path / "notes.txt").write_text("not an image")
     assert cli.main(["advise", str(tmp_path / "notes.txt"), "--structure", "nuclei", "--profile", "smoke",
                      "--out", str(out), "--root", str(site)]) == 1
@@ -219,7 +225,7 @@ def test_advise_refuses_transmitted_light_and_recommends_nothing(built_book, mon
 
     site, _ = built_book
     monkeypatch.setenv("FMROBUST_ROOT", str(site))
-    advice = advise(validation.negative_frames()[:4], "nuclei", profile="smoke", progress=False)
+    advice = advise(validation.negative_frames()[:4], "nuclei", profile="smoke", n_images=2, progress=False)
     assert advice.recommendation is None and "cannot imitate" in advice.refusal
     assert advice.answer.startswith("No recommendation") and not advice.realism.within.all()
     with pytest.raises(ValueError, match="advice: nothing was recommended"):

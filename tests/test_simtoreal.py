@@ -367,10 +367,10 @@ def test_every_verdict_has_a_meaning():
 
 
 def test_docstring_examples():
-    from fmlib.simtoreal import comparisons, scores, tiles, verdicts
+    from fmlib.simtoreal import comparisons, objects, scores, tiles, verdicts
 
     results = [doctest.testmod(m, optionflags=doctest.NORMALIZE_WHITESPACE) for m in (tiles, scores, comparisons,
-                                                                                       verdicts)]
+                                                                                       verdicts, objects)]
     assert sum(r.attempted for r in results) >= 5 and not any(r.failed for r in results)
 
 
@@ -423,6 +423,23 @@ def test_object_scores_average_the_training_seeds_of_an_architecture():
     assert np.allclose(model.estimate, (first.loc["sim_unet"].estimate + per_seed.loc["sim_unet"].estimate) / 2)
     with pytest.raises(ValueError, match="models: expected"):
         simtoreal.object_counts([("sim_unet", "standard")], tiles, ["dsb2018"])
+
+
+def test_object_score_values_name_each_quoted_score_and_the_table_has_a_column_per_score():
+    rows = [{"source": "s", "labelling": "expert", "method": m, "regime": r, "metric": metric, "threshold": t,
+             "estimate": e, "ci_low": e - 0.1, "ci_high": e + 0.1}
+            for m, r, e in (("a", "standard", 0.8), (simtoreal.BASELINE, simtoreal.BASELINE_REGIME, 0.6))
+            for metric, t in (("f1", 0.5), ("f1", 0.75), ("f1", 0.9), ("f1", 0.95), ("ap", np.nan))]
+    scores = pd.DataFrame(rows)
+    values = simtoreal.object_score_values(scores, {"best": ("a", "standard"),
+                                                    "otsu": (simtoreal.BASELINE, simtoreal.BASELINE_REGIME)}, ["s"])
+    assert len(values) == 2 * 2 * 3  # labels x metrics x (estimate, low, high)
+    assert values["s_best_f1"] == 0.8 and values["s_otsu_ap_low"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="methods: no f1 score of 'b'"):
+        simtoreal.object_score_values(scores, {"x": ("b", "standard")}, ["s"])
+    table = simtoreal.object_score_table(scores)
+    assert set(table.columns) == {"F1 @ IoU 0.5", "F1 @ IoU 0.75", "F1 @ IoU 0.9", "AP"}  # not 0.95
+    assert len(table) == 2 and table.loc[("s", "expert", "a", "standard"), "AP"] == 0.8
 
 
 def test_the_median_architecture_as_objects_against_the_baseline():

@@ -29,11 +29,12 @@ from .. import acquisition, grid
 from ..competence import competence_table
 from ..matching import SNR_RANGE, matched_physics
 from ..profiles import resolve
-from ..runs import structure_runs
+from ..runs import model_loader, structure_runs
 from ..synthesis import STRUCTURES, Dataset
 from .inputs import read_images
 from .ranking import condition_scores, conditions, ranking, scores
 from .realism_check import check_thresholds, matched_distances
+from .robust import ATTACK_EPS_255, attacked_candidates, best_seeds, robust_scores, robust_summary
 
 #: At most this many frames (evenly spaced) enter the estimate: enough for its intervals, and a long
 #: time series does not make the advice slow.
@@ -58,6 +59,7 @@ class Advice:
     recommendation: dict | None      # model, regime, seed, score, low, high, tied_with; None when refused
     refusal: str                     # why nothing is recommended ("" when something is)
     caveats: list[str] = field(default_factory=list)
+    robust: pd.DataFrame | None = None  # with attacks: the leading candidates' robust IoU (fmlib.advice.robust)
     frames: list[np.ndarray] = field(default_factory=list, repr=False)
     matched: Dataset | None = field(default=None, repr=False)
 
@@ -68,9 +70,14 @@ class Advice:
             return f"No recommendation: {self.refusal}"
         r = self.recommendation
         tied = f"; statistically tied with {', '.join(r['tied_with'])}" if r["tied_with"] else ""
+        attacked = ""
+        if self.robust is not None:
+            row = self.robust[(self.robust.model == r["model"]) & (self.robust.regime == r["regime"])].iloc[0]
+            attacked = (f" Under the study's attack ensemble at {row.eps_255:g}/255 its IoU is {row.robust_iou:.2f} "
+                        f"[{row.robust_low:.2f}, {row.robust_high:.2f}].")
         return (f"Use {r['model']} trained in the '{r['regime']}' regime: IoU {r['score']:.2f} "
                 f"[{r['low']:.2f}, {r['high']:.2f}] on images simulated like yours, averaged over "
-                f"{len(self.conditions)} conditions{tied}.")
+                f"{len(self.conditions)} conditions{tied}.{attacked}")
 
     def to_json(self) -> dict:
         """Every estimate and score, JSON-ready (`advice.json`)."""
@@ -81,7 +88,8 @@ class Advice:
                 "estimate": records(self.estimate), "matched_physics": self.physics, "realism": records(self.realism),
                 "conditions": self.conditions, "ranking": records(self.ranking),
                 "by_condition": records(self.by_condition), "excluded": records(self.excluded),
-                "scores": records(self.scores)}
+                "scores": records(self.scores),
+                "robust": None if self.robust is None else records(self.robust)}
 
 
 def _physics_json(physics: dict) -> dict:
@@ -134,7 +142,8 @@ def candidates(cfg, structure: str, *, progress: bool = True) -> tuple[list[tupl
 
 def advise(images, structure: str = "nuclei", *, profile: str = "standard", channel: int | None = None,
            pixel_size_um: float | None = None, n_images: int | None = None, thresholds: dict | None = None,
-           seed: int = 0, progress: bool = True) -> Advice:
+           attacks: bool = False, attack_eps_255: float = ATTACK_EPS_255, seed: int = 0,
+           progress: bool = True) -> Advice:
     """Which of the study's models to use on `images`, and how far to trust it.
 
     Parameters
@@ -150,9 +159,15 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
     pixel_size_um : float, optional
         The pixel size, to check the object size (a caveat where it is implausible).
     n_images : int, optional
-        Matched images per condition (default: the profile's ``n_test``, at least 8).
+        Matched images per condition (default: the profile's ``n_test``: 8 at ``standard``).
     thresholds : dict, optional
         Realism thresholds to replace (`fmlib.advice.realism_check.THRESHOLDS`).
+    attacks : bool
+        Also measure the robust IoU of the leading candidates under the study's attack ensemble
+        (`fmlib.advice.robust`; a minute or two per candidate on a CPU at ``standard``). It is
+        reported beside the ranking and does not change it.
+    attack_eps_255 : float
+        The attacks' budget, in grey levels of 255 on the scaled counts the models see.
     seed : int
         Seed of the matched images and of the bootstraps.
 
@@ -176,7 +191,7 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
     cfg = resolve(profile)
     if structure not in cfg.structures:
         raise ValueError(f"structure: profile {profile!r} trains no model on {structure!r}")
-    n_images = max(int(cfg.n_test), 8) if n_images is None else int(n_images)
+    n_images = int(cfg.n_test) if n_images is None else int(n_images)
     if n_images < 2:
         raise ValueError(f"n_images: expected at least 2 matched images per condition, got {n_images}")
     frames, names = read_images(images, channel=channel, min_side_px=max(64, int(cfg.image_size)))
@@ -186,9 +201,15 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
     runs, excluded = candidates(cfg, structure, progress=progress)
     if not runs:
         raise ValueError(f"profile: no competent model on {structure!r} in profile {profile!r}; nothing to rank")
-    table = scores(runs, lambda m, r, s: grid.trained_model(cfg, m, structure, r, seed=s).model, sets,
-                   progress=progress)
+    load = model_loader(cfg, structure)
+    table = scores(runs, load, sets, progress=progress)
     ranked = ranking(table, seed=seed)
+    seeds = best_seeds(table)
+    robust = None
+    if attacks:
+        attacked = [(m, r, seeds[(m, r)]) for m, r in attacked_candidates(ranked)]
+        robust = robust_summary(robust_scores(cfg, attacked, load, sets["as estimated"], eps_255=attack_eps_255,
+                                              progress=progress), seed=seed)
     refusal = ""
     off = realism[~realism.within]
     if len(off):
@@ -198,13 +219,13 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
     recommendation = None
     if not refusal:
         top = ranked.iloc[0]
-        best_seed = table[(table.model == top.model) & (table.regime == top.regime)].groupby("seed").iou.mean().idxmax()
-        recommendation = {"model": top.model, "regime": top.regime, "seed": int(best_seed), "score": float(top.score),
+        recommendation = {"model": top.model, "regime": top.regime, "seed": seeds[(top.model, top.regime)],
+                          "score": float(top.score),
                           "low": float(top.low), "high": float(top.high),
                           "tied_with": [f"{r.model} ({r.regime})" for r in ranked[ranked.tied].itertuples()]}
     return Advice(structure, profile, names, estimate, _physics_json(matched_physics(estimate, structure)), realism,
                   why, table, ranked, condition_scores(table, seed=seed), excluded, recommendation, refusal,
-                  _caveats(estimate, structure, pixel_size_um, len(frames)), frames, sets["as estimated"])
+                  _caveats(estimate, structure, pixel_size_um, len(frames)), robust, frames, sets["as estimated"])
 
 
 def recommended_model(advice: Advice) -> torch.nn.Module:

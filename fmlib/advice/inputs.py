@@ -124,8 +124,7 @@ def read_images(images, *, channel: int | None = None,
         if isinstance(item, np.ndarray):
             found = [(item, f"array {index}", None)]
         elif isinstance(item, (str, Path)):
-            found = [(*_read_tiff(path), None) for path in _files(Path(item))]
-            found = [(array, str(path), axes) for path, (array, axes, _) in zip(_files(Path(item)), found)]
+            found = [(array, str(path), axes) for path in _files(Path(item)) for array, axes in [_read_tiff(path)]]
         else:
             raise ValueError(f"images: item {index} is a {type(item).__name__}; expected a TIFF path, a folder or "
                              "a numpy array")

@@ -124,6 +124,10 @@ def html_report(advice: Advice, model=None) -> str:
         "a distance above its threshold stops the recommendation.</p>",
         _table(advice.realism[["statistic", "real", "synthetic", "distance", "threshold", "within"]].round(3)),
     ]
+    if advice.robust is not None:
+        parts += ["<h2>Under attack</h2><p>The leading candidates under the study's attack ensemble at its smallest "
+                  "budget, on the matched images (95 % CI over images; one training seed each). This worst case "
+                  "does not enter the ranking.</p>", _table(advice.robust.round(3))]
     if len(advice.excluded):
         parts += ["<h2>Models left out (not competent)</h2>", _table(advice.excluded.round(3))]
     if advice.recommendation is not None:

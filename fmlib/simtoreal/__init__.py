@@ -51,7 +51,14 @@ from .comparisons import (
     randomized_candidates,
     training_sample,
 )
-from .objects import median_against_baseline, object_counts, object_scores, predicted_instances
+from .objects import (
+    median_against_baseline,
+    object_counts,
+    object_score_table,
+    object_score_values,
+    object_scores,
+    predicted_instances,
+)
 from .regimes import (
     candidate_verdicts,
     competent_models,
@@ -98,6 +105,8 @@ __all__ = [
     "protocol_change",
     "median_against_baseline",
     "object_counts",
+    "object_score_table",
+    "object_score_values",
     "object_scores",
     "predicted_instances",
     "BASELINE",

@@ -106,3 +106,40 @@ def median_against_baseline(scores: pd.DataFrame, *, source: str, metric: str = 
     return {"median": median, "verdict": verdict, "baseline": float(base.estimate),
             "baseline_low": float(base.ci_low), "baseline_high": float(base.ci_high),
             "n_above": int((methods.estimate > base.estimate).sum()), "n_methods": len(methods)}
+
+
+def object_score_values(scores: pd.DataFrame, methods: Mapping[str, tuple[str, str]],
+                        sources: Sequence[str]) -> dict[str, float]:
+    """The object scores a page quotes, by name: for each source, each label of `methods` (label ->
+    (method, regime)) and each metric (F1 at IoU 0.5, ``f1``; the DSB average precision, ``ap``),
+    ``{source}_{label}_{metric}`` with its CI as ``..._low`` and ``..._high``.
+
+    Examples
+    --------
+    >>> scores = pd.DataFrame({"source": "s", "method": "m", "regime": "r", "metric": ["f1", "ap"],
+    ...                        "threshold": [0.5, np.nan], "estimate": [0.8, 0.6], "ci_low": 0.5, "ci_high": 0.9})
+    >>> object_score_values(scores, {"best": ("m", "r")}, ["s"])["s_best_ap"]
+    0.6
+    """
+    by_metric = {"f1": scores[(scores.metric == "f1") & np.isclose(scores.threshold.astype(float), 0.5)],
+                 "ap": scores[scores.metric == "ap"]}
+    values = {}
+    for metric, table in by_metric.items():
+        table = table.set_index(["source", "method", "regime"])
+        for source in sources:
+            for label, (method, regime) in methods.items():
+                if (source, method, regime) not in table.index:
+                    raise ValueError(f"methods: no {metric} score of {method!r} ({regime}) on {source!r}")
+                row = table.loc[(source, method, regime)]
+                for suffix, column in (("", "estimate"), ("_low", "ci_low"), ("_high", "ci_high")):
+                    values[f"{source}_{label}_{metric}{suffix}"] = float(row[column])
+    return values
+
+
+def object_score_table(scores: pd.DataFrame, *, thresholds: Sequence[float] = (0.5, 0.75, 0.9)) -> pd.DataFrame:
+    """One row per source, labelling, method and regime; one column per score a reader compares: F1
+    at each of `thresholds` and the DSB average precision (``AP``)."""
+    shown = scores[(scores.metric == "ap") | scores.threshold.isin(list(thresholds))].assign(
+        score=lambda d: d.metric.str.upper() + d.threshold.map(lambda t: "" if np.isnan(t) else f" @ IoU {t:g}"))
+    return shown.pivot_table(index=["source", "labelling", "method", "regime"], columns="score", values="estimate",
+                             sort=False)

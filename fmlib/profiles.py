@@ -218,7 +218,7 @@ PROFILES: dict[str, dict[str, object]] = {
         seed=0, image_size=64, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
         n_images_snr=2, ptc_levels=6, ptc_frame_size=64, n_images_compare=4,
         corruptions=ALL_CORRUPTIONS, n_images_quality=2,
-        models=["sim_unet", "unet3"], widths={"sim_unet": 1.0, "unet3": 0.5}, regimes=list(REGIMES),
+        models=["sim_unet", "unet3"], widths={"sim_unet": 0.5, "unet3": 0.25}, regimes=list(REGIMES),
         n_train=16, n_val=8, n_test=4, max_steps=60, eval_every=5, patience=1, competence_floor=0.3,
         n_defense_seeds=1, transformer_recipe={}, batch_size=4, optimizer="adamw", lr=3e-3, loss="bce+dice",
         mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,

@@ -220,3 +220,22 @@ def test_robust_scores_lower_the_clean_iou_and_carry_a_ci_over_images():
     summary = robust.robust_summary(table, n_boot=100)
     row = summary.iloc[0]
     assert row.robust_low <= row.robust_iou <= row.robust_high and row.seed == 0
+
+
+def test_the_cli_hands_attacks_and_their_budget_to_advise(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from fmlib import cli
+
+    seen = {}
+
+    def fake_advise(images, structure, **kwargs):
+        seen.update(kwargs, images=images, structure=structure)
+        return SimpleNamespace(answer="fake")
+
+    monkeypatch.setattr(cli, "advise", fake_advise)
+    monkeypatch.setattr(cli, "write_report", lambda advice, out, export: {})
+    args = ["advise", "a.tif", "--structure", "nuclei", "--out", str(tmp_path), "--profile", "smoke"]
+    assert cli.main(args) == 0 and seen["attacks"] is False and seen["attack_eps_255"] == 2.0
+    assert cli.main([*args, "--attacks", "--attack-eps-255", "4"]) == 0
+    assert seen["attacks"] is True and seen["attack_eps_255"] == 4.0 and seen["images"] == ["a.tif"]

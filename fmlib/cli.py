@@ -17,6 +17,7 @@ from nbconvert import HTMLExporter
 
 from .advice import advise
 from .advice.report import write_report
+from .advice.robust import ATTACK_EPS_255
 from .assay import NORMALIZATIONS, OUTPUTS
 from .paths import find_root
 from .profiles import PROFILE_NAMES, STRUCTURES
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_advise.add_argument("--attacks", action="store_true",
                           help="also measure the leading models' robust IoU under the study's attack ensemble (a "
                                "minute or two per model on a CPU; reported beside the ranking, not part of it)")
-    p_advise.add_argument("--attack-eps-255", type=float, default=2.0,
+    p_advise.add_argument("--attack-eps-255", type=float, default=ATTACK_EPS_255,
                           help="budget of --attacks in grey levels of 255 (default 2)")
     p_advise.add_argument("--seed", type=int, default=0)
     p_advise.add_argument("--no-export", action="store_true", help="do not write model.pt")

@@ -85,7 +85,7 @@ def _notebook_source(path: Path) -> str:
 
 
 def notebook_key(notebook_path: Path, parameters: dict, upstream: str = "", package: Path | None = None, *,
-                 threads: int = 1) -> str:
+                 threads: int) -> str:
     """Cache key of one execution (`fmlib.cache.content_key`): the parameter values, the notebook's
     source but its parameters cell (papermill overrides every declared parameter), `upstream` (the
     keys of the notebooks whose tables it reads, `notebook_inputs`), the kernel's torch `threads`

@@ -85,6 +85,8 @@ def test_advise_refuses_a_structure_outside_the_study():
         advise(np.ones((64, 64)), "golgi", profile="smoke")
     with pytest.raises(ValueError, match="pixel_size_um"):
         advise(np.ones((64, 64)), "nuclei", profile="smoke", pixel_size_um=-1.0)
+    with pytest.raises(ValueError, match="attack_eps_255"):  # checked before anything is computed
+        advise(np.ones((64, 64)), "nuclei", profile="smoke", attack_eps_255=0)
 
 
 # --- matched conditions and the ranking ---------------------------------------------------------
@@ -198,28 +200,39 @@ def test_the_leader_and_its_ties_are_attacked_first_with_the_seed_the_recommenda
     assert robust.best_seeds(table) == {("a", "standard"): 1}
 
 
-def test_robust_scores_lower_the_clean_iou_and_carry_a_ci_over_images():
+def _threshold_model(level: float):
+    """A segmenter that works without training: foreground where the image passes `level`."""
     import torch
 
+    net = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        net.weight.fill_(40.0)
+        net.bias.fill_(-40.0 * level)
+    return net.eval()
+
+
+def test_robust_scores_lower_the_clean_iou_keep_the_order_and_carry_a_ci_over_images():
     from fmlib.advice import robust
-    from fmlib.models import create_model
     from fmlib.profiles import resolve
 
     cfg = resolve("smoke")
     dataset = make_dataset("nuclei", 2, 64, snr=8, seed=1)
-    torch.manual_seed(0)
-    net = create_model("sim_unet").eval()
-    table = robust.robust_scores(cfg, [("sim_unet", "standard", 0)], lambda m, r, s: net, dataset, progress=False)
-    assert len(table) == cfg.n_attack_images and (table.eps_255 == robust.ATTACK_EPS_255).all()
-    assert (table.robust_iou <= table.clean_iou + 1e-9).all()
-    larger = robust.robust_scores(cfg, [("sim_unet", "standard", 0)], lambda m, r, s: net, dataset, eps_255=32,
-                                  progress=False)
-    assert larger.robust_iou.mean() <= table.robust_iou.mean() + 1e-9  # a larger budget is no weaker
+    nets = {"b": _threshold_model(0.5), "a": _threshold_model(0.4)}
+    chosen = [("b", "standard", 1), ("a", "standard", 0)]  # the leader first, not in alphabetical order
+    table = robust.robust_scores(cfg, chosen, lambda m, r, s: nets[m], dataset, progress=False)
+    assert len(table) == 2 * cfg.n_attack_images and (table.eps_255 == robust.ATTACK_EPS_255).all()
+    assert (table.clean_iou > 0.3).all()  # the segmenters work on clean images
+    assert (table.robust_iou <= table.clean_iou + 1e-9).all() and (table.robust_iou < table.clean_iou).any()
+    larger = robust.robust_scores(cfg, chosen[:1], lambda m, r, s: nets[m], dataset, eps_255=32, progress=False)
+    first = table[table.model == "b"]
+    assert larger.robust_iou.mean() < first.robust_iou.mean()  # a larger budget does more damage
     with pytest.raises(ValueError, match="eps_255"):
-        robust.robust_scores(cfg, [("sim_unet", "standard", 0)], lambda m, r, s: net, dataset, eps_255=0)
+        robust.robust_scores(cfg, chosen, lambda m, r, s: nets[m], dataset, eps_255=0)
     summary = robust.robust_summary(table, n_boot=100)
-    row = summary.iloc[0]
-    assert row.robust_low <= row.robust_iou <= row.robust_high and row.seed == 0
+    assert summary.model.tolist() == ["b", "a"] and summary.seed.tolist() == [1, 0]
+    assert (summary.robust_low <= summary.robust_iou).all() and (summary.robust_iou <= summary.robust_high).all()
+    with pytest.raises(ValueError, match="table: missing columns"):
+        robust.robust_summary(table.drop(columns="converged"))
 
 
 def test_the_cli_hands_attacks_and_their_budget_to_advise(tmp_path, monkeypatch):

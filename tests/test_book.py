@@ -192,8 +192,14 @@ def test_advise_cli_on_a_real_image_writes_its_report_json_and_torchscript(built
     site, _ = built_book
     image = Path(__file__).resolve().parents[1] / "data" / "real" / "dsb2018" / "img2d.tif"
     out = tmp_path / "advice"
-    assert cli.main(["advise", str(image), "--structure", "nuclei", "--profile", "smoke", "--out", str(out),
-                     "--root", str(site)]) == 0
+    # on the thread count of notebook 10's kernel, so that the two advices can be compared below
+    threads = torch.get_num_threads()
+    torch.set_num_threads(resolve("smoke").kernel_threads)
+    try:
+        assert cli.main(["advise", str(image), "--structure", "nuclei", "--profile", "smoke", "--out", str(out),
+                         "--root", str(site)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     advice = json.loads((out / "advice.json").read_text())
     assert advice["refusal"] == "" and advice["recommendation"]["model"] in ("sim_unet", "unet3")
     assert {row["regime"] for row in advice["ranking"]} == {"standard", "randomized", "noise", "adversarial"}
@@ -211,6 +217,8 @@ def test_advise_cli_on_a_real_image_writes_its_report_json_and_torchscript(built
     ranked = pd.DataFrame(advice["ranking"])
     assert ranked[["model", "regime"]].equals(example[["model", "regime"]])
     assert np.allclose(ranked.score, example.score, atol=1e-6)
+    attacked = pd.read_csv(site / "results" / "smoke" / "10_advice_example_attacks.csv")  # the leader, first
+    assert advice["recommendation"]["seed"] == attacked.seed.iloc[0]
     monkeypatch.setenv("FMROBUST_ROOT", str(site))
     r = advice["recommendation"]
     study_model = runs.model_loader(resolve("smoke"), "nuclei")(r["model"], r["regime"], r["seed"])

@@ -8,16 +8,17 @@ import torch
 from fmlib import executors, grid, paths, profiles, runner
 from fmlib.checkpoints import load_trained
 
-# The smoke grid on nuclei, one seed: two models x two regimes (standard, and adversarial, whose
-# training attacks from random starts), each evaluated four ways (clean, two corruptions, the attacks
-# and the noise baseline, the ensemble at one budget), and attacked with examples transferred from
-# unet3's standard model (a job that waits for two trainings): every model but that one itself, which
-# has no second seed here. 4 trainings and 19 evaluations.
-CFG = profiles.resolve("smoke", structures=["nuclei"], regimes=["standard", "adversarial"],
+# A subset of the smoke grid on nuclei, one seed: two models x three regimes (standard; randomized,
+# whose acquisitions are drawn per image; adversarial, whose training attacks from random starts; the
+# noise regime left out), each evaluated four ways (clean, two corruptions, the attacks and the noise
+# baseline, the ensemble at one budget), and attacked with examples transferred from unet3's standard
+# model (a job that waits for two trainings): every model but that one itself, which has no second
+# seed here. 6 trainings and 29 evaluations.
+CFG = profiles.resolve("smoke", structures=["nuclei"], regimes=["standard", "randomized", "adversarial"],
                        corruptions=["defocus", "photon_noise"], attacks=["fgsm", "pgd"], n_seeds=1,
                        ensemble_eps_255=[8])
-N_EVALUATIONS = 19
-N_TRAININGS = 4
+N_EVALUATIONS = 29
+N_TRAININGS = 6
 N_JOBS = N_TRAININGS + N_EVALUATIONS
 
 
@@ -45,13 +46,14 @@ def serial(tmp_path_factory):
 
 
 def test_a_local_dask_cluster_gives_the_serial_results_byte_for_byte_even_when_a_worker_is_killed(serial, tmp_path):
-    """One grid on two workers, one of them killed outright after the first job (its jobs are
-    rescheduled): the tables and weights are the serial ones, and a second run re-runs nothing."""
+    """One grid on two workers, one of them killed outright once both have finished a job (its jobs
+    are rescheduled): the tables and weights are the serial ones, and a second run re-runs nothing."""
     client = executors.connect(n_workers=2)
-    killed = []
+    killed, worked = [], set()
 
     def kill_one_worker(row):
-        if not killed:
+        worked.add(row["worker_pid"])
+        if len(worked) == 2 and not killed:
             pid = next(p for p in client.run(os.getpid).values() if p != row["worker_pid"])
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
@@ -63,7 +65,7 @@ def test_a_local_dask_cluster_gives_the_serial_results_byte_for_byte_even_when_a
         client.cluster.close() if client.cluster else None
         client.close()
     assert killed and len(report) == N_JOBS and set(report.status) == {"trained", "evaluated"}
-    assert report.worker_pid.nunique() >= 2  # more than one worker worked
+    assert report.worker_pid.nunique() >= 2  # both workers worked before one was killed
     assert _tables(CFG, tmp_path) == _tables(CFG, serial)
     for key, weights in _weights(CFG, tmp_path).items():
         assert torch.equal(weights, _weights(CFG, serial)[key])

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from .. import acquisition, grid
+from .._checks import check_real
 from ..competence import competence_table
 from ..matching import SNR_RANGE, matched_physics
 from ..profiles import resolve
@@ -164,8 +165,9 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
         Realism thresholds to replace (`fmlib.advice.realism_check.THRESHOLDS`).
     attacks : bool
         Also measure the robust IoU of the leading candidates under the study's attack ensemble
-        (`fmlib.advice.robust`; a minute or two per candidate on a CPU at ``standard``). It is
-        reported beside the ranking and does not change it.
+        (`fmlib.advice.robust`; a minute or two per candidate on a CPU at ``standard``), on the first
+        ``n_attack_images`` matched images of the profile. It is reported beside the ranking and does
+        not change it; a refused advice runs no attack.
     attack_eps_255 : float
         The attacks' budget, in grey levels of 255 on the scaled counts the models see.
     seed : int
@@ -188,6 +190,7 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
     if pixel_size_um is not None and not (isinstance(pixel_size_um, (int, float)) and pixel_size_um > 0):
         raise ValueError(f"pixel_size_um: expected a positive number of µm, got {pixel_size_um!r}")
     limits = check_thresholds(thresholds)
+    attack_eps_255 = check_real("attack_eps_255", attack_eps_255, low=0.0, high=255.0, low_inclusive=False)
     cfg = resolve(profile)
     if structure not in cfg.structures:
         raise ValueError(f"structure: profile {profile!r} trains no model on {structure!r}")
@@ -205,17 +208,17 @@ def advise(images, structure: str = "nuclei", *, profile: str = "standard", chan
     table = scores(runs, load, sets, progress=progress)
     ranked = ranking(table, seed=seed)
     seeds = best_seeds(table)
-    robust = None
-    if attacks:
-        attacked = [(m, r, seeds[(m, r)]) for m, r in attacked_candidates(ranked)]
-        robust = robust_summary(robust_scores(cfg, attacked, load, sets["as estimated"], eps_255=attack_eps_255,
-                                              progress=progress), seed=seed)
     refusal = ""
     off = realism[~realism.within]
     if len(off):
         refusal = ("the simulator cannot imitate your images closely enough to rank models on them: "
                    + "; ".join(f"{r.statistic} distance {r.distance:.2f} > {r.threshold:.2f}" for r in off.itertuples())
                    + ". The ranking below is for information only.")
+    robust = None
+    if attacks and not refusal:  # minutes per model: not spent on a ranking that is for information only
+        attacked = [(m, r, seeds[(m, r)]) for m, r in attacked_candidates(ranked)]
+        robust = robust_summary(robust_scores(cfg, attacked, load, sets["as estimated"], eps_255=attack_eps_255,
+                                              progress=progress), seed=seed)
     recommendation = None
     if not refusal:
         top = ranked.iloc[0]

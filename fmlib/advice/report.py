@@ -125,9 +125,11 @@ def html_report(advice: Advice, model=None) -> str:
         _table(advice.realism[["statistic", "real", "synthetic", "distance", "threshold", "within"]].round(3)),
     ]
     if advice.robust is not None:
-        parts += ["<h2>Under attack</h2><p>The leading candidates under the study's attack ensemble at its smallest "
-                  "budget, on the matched images (95 % CI over images; one training seed each). This worst case "
-                  "does not enter the ranking.</p>", _table(advice.robust.round(3))]
+        eps = advice.robust.eps_255.iloc[0]
+        parts += [f"<h2>Under attack</h2><p>The leading candidates under the study's attack ensemble at {eps:g}/255, "
+                  "on the first matched images of the profile's attacked count (95 % CI over those images; one "
+                  "training seed each). This worst case does not enter the ranking.</p>",
+                  _table(advice.robust.round(3))]
     if len(advice.excluded):
         parts += ["<h2>Models left out (not competent)</h2>", _table(advice.excluded.round(3))]
     if advice.recommendation is not None:

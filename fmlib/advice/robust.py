@@ -6,7 +6,8 @@ model of the standard book is fooled almost entirely, and a ranking by a score n
 The ensemble costs minutes per model on a CPU at the standard profile, so it runs on the leading
 candidates only (`attacked_candidates`: the leader, those tied with it, then the next ranks, at most
 `ATTACKED_TOP`), each with the training seed that the recommendation would use (the one with the
-highest IoU over the conditions). Its CI resamples images only: one seed per candidate.
+highest IoU over the conditions). Its CI resamples images only, one seed per candidate: the first
+``n_attack_images`` matched images of the profile (3 at ``standard``).
 
 The robust IoU sits beside the ranking's score and does not enter it. An attack is a worst case,
 the conditions are what a microscope meets: averaging the two would mix two questions.
@@ -20,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .._checks import check_int, check_real
+from ..competence import require_columns
 from ..evaluation import robust_table
 from ..profiles import Config
 from ..stats import hierarchical_ci
@@ -42,6 +44,7 @@ def attacked_candidates(ranked: pd.DataFrame, limit: int = ATTACKED_TOP) -> list
     """The (model, regime) pairs of `ranked` (`fmlib.advice.ranking.ranking`) that are attacked: the
     leader, then those tied with it, then the next ranks, at most `limit` in all."""
     limit = check_int("limit", limit, low=1)
+    require_columns(ranked, "ranked", ["model", "regime", "tied"])
     order = pd.concat([ranked.iloc[:1], ranked[ranked.tied], ranked.iloc[1:]]).drop_duplicates(["model", "regime"])
     return list(order[["model", "regime"]].head(limit).itertuples(index=False, name=None))
 
@@ -66,6 +69,7 @@ def robust_scores(cfg: Config, chosen: list[tuple[str, str, int]], load: Callabl
 def robust_summary(table: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per attacked candidate of `table` (`robust_scores`): ``robust_iou`` with its 95 % CI over
     images (``robust_low``, ``robust_high``), the budget, and ``converged`` (every attack run flattened)."""
+    require_columns(table, "table", ["model", "regime", "seed", "image", "eps_255", "robust_iou", "converged"])
     rows = []
     for (model_name, regime), group in table.groupby(["model", "regime"], sort=False):
         est, low, high = hierarchical_ci(group, "robust_iou", n_boot=n_boot, seed=seed)  # one seed: images

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from _models import threshold_segmenter
 
 from fmlib import acquisition
 from fmlib.advice import THRESHOLDS, read_images
@@ -200,24 +201,13 @@ def test_the_leader_and_its_ties_are_attacked_first_with_the_seed_the_recommenda
     assert robust.best_seeds(table) == {("a", "standard"): 1}
 
 
-def _threshold_model(level: float):
-    """A segmenter that works without training: foreground where the image passes `level`."""
-    import torch
-
-    net = torch.nn.Conv2d(1, 1, 1)
-    with torch.no_grad():
-        net.weight.fill_(40.0)
-        net.bias.fill_(-40.0 * level)
-    return net.eval()
-
-
 def test_robust_scores_lower_the_clean_iou_keep_the_order_and_carry_a_ci_over_images():
     from fmlib.advice import robust
     from fmlib.profiles import resolve
 
     cfg = resolve("smoke")
     dataset = make_dataset("nuclei", 2, 64, snr=8, seed=1)
-    nets = {"b": _threshold_model(0.5), "a": _threshold_model(0.4)}
+    nets = {"b": threshold_segmenter(40.0), "a": threshold_segmenter(40.0, level=0.4)}
     chosen = [("b", "standard", 1), ("a", "standard", 0)]  # the leader first, not in alphabetical order
     table = robust.robust_scores(cfg, chosen, lambda m, r, s: nets[m], dataset, progress=False)
     assert len(table) == 2 * cfg.n_attack_images and (table.eps_255 == robust.ATTACK_EPS_255).all()

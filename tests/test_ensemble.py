@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _models import threshold_segmenter
 
 from fmlib import strength
 from fmlib.attacks import (
@@ -162,10 +163,7 @@ def test_the_best_loss_is_the_one_with_most_worst_cases():
 
 def test_a_fully_fooled_image_is_not_attacked_further():
     # A pixel threshold at 0.3: one FGSM step of 0.9 darkens every foreground pixel below it (IoU 0).
-    threshold = torch.nn.Conv2d(1, 1, 1)
-    with torch.no_grad():
-        threshold.weight.fill_(5.0)
-        threshold.bias.fill_(-1.5)
+    threshold = threshold_segmenter(5.0, level=0.3)
     test = make_dataset("nuclei", 3, 64, seed=5)
     x = torch.from_numpy(test.images[:, None])
     y = torch.from_numpy(test.masks[:, None].astype(np.float32))

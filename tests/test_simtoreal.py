@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _models import threshold_segmenter
 
 from fmlib import grid, simtoreal
 from fmlib.checkpoints import DataSpec, checkpoint_folder
@@ -31,15 +32,6 @@ def _discs(n: int, size: int = 32, seed: int = 0) -> Tiles:
 def _model(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return create_model("sim_unet").eval()
-
-
-def _threshold(gain: float) -> torch.nn.Module:
-    """A model that segments the discs of `_discs` by a threshold at 0.5: clean IoU 1, gradients everywhere."""
-    model = torch.nn.Conv2d(1, 1, 1)
-    with torch.no_grad():
-        model.weight.fill_(gain)
-        model.bias.fill_(-gain / 2)
-    return model.eval()
 
 
 def _scores(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
@@ -256,7 +248,9 @@ def test_robust_tables_give_each_model_the_ensembles_worst_case_on_the_first_att
     cfg = Config(seed=0, ensemble_eps_255=[8, 32], n_attack_images=2, attack_steps=1, ensemble_steps=2,
                  ensemble_max_steps=2, ensemble_restarts=1)
     tiles = _discs(3)
-    robust = simtoreal.robust_tables(cfg, [("a", _threshold(8.0)), ("b", _threshold(30.0))], tiles, progress=False)
+    # thresholds at 0.5 segment the discs of `_discs`: clean IoU 1, gradients everywhere
+    robust = simtoreal.robust_tables(cfg, [("a", threshold_segmenter(8.0)), ("b", threshold_segmenter(30.0))], tiles,
+                                     progress=False)
     assert set(robust.attack) == {"ensemble"} and robust.model.tolist() == ["a"] * 4 + ["b"] * 4
     assert sorted(robust.image.unique()) == [0, 1]  # the first n_attack_images tiles only
     assert (robust.iou <= robust.paper_attacks_iou + 1e-9).all()  # never weaker than FGSM, I-FGSM, PGD

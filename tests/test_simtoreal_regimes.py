@@ -3,7 +3,7 @@ import doctest
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from _models import threshold_segmenter
 from skimage.measure import label
 
 from fmlib import simtoreal
@@ -82,20 +82,12 @@ def _tiles() -> Tiles:
                  np.stack([label(m) for m in masks]).astype(np.int32))
 
 
-def _threshold(gain: float) -> torch.nn.Module:
-    model = torch.nn.Conv2d(1, 1, 1)
-    with torch.no_grad():
-        model.weight.fill_(gain)
-        model.bias.fill_(-gain / 2)
-    return model.eval()
-
-
 def test_the_targets_of_each_regime_share_one_baseline_and_load_every_seed():
     loaded = []
 
     def load(name, regime, seed):
         loaded.append((name, regime, seed))
-        return _threshold(8.0 if name == "good" else -8.0)  # "bad" segments the background
+        return threshold_segmenter(8.0 if name == "good" else -8.0)  # "bad" segments the background
 
     models = {"randomized": ["good", "bad", "good2"], "standard": ["bad", "good"]}
     seeds = {"randomized": [0, 1], "standard": [0]}
@@ -121,7 +113,7 @@ def test_the_attacks_run_on_the_attack_regimes_only_and_every_table_names_its_re
 
     def load(name, regime, seed):
         loaded.append((name, regime, seed))
-        return _threshold(20.0 if (name, regime) == ("a", "randomized") else 8.0)
+        return threshold_segmenter(20.0 if (name, regime) == ("a", "randomized") else 8.0)
 
     models = {"standard": ["a"], "randomized": ["a", "b"], "noise": []}
     corruption, adversarial, robust = simtoreal.regime_robustness(cfg, load, models, _tiles(), seed=3)

@@ -98,12 +98,12 @@ def at_a_glance(per_model: pd.DataFrame, robust_by_eps: pd.DataFrame, gate: pd.D
     require_columns(gate, "gate", ["model", "competent", "reason"])
     models = list(dict.fromkeys(gate.model))
     scores = ["clean_iou", "corrupted_iou"]
-    table = per_model[["model", *(f"{s}{b}" for s in scores for b in ("", "_low", "_high"))]].copy()
+    table = per_model[["model", *(f"{s}{b}" for s in scores for b in bounds)]].copy()
     robust_cols = []
     for eps, part in robust_by_eps.groupby("eps_255", sort=True):
         name = f"robust_iou_{eps:g}"
         robust_cols.append(name)
-        renamed = part.rename(columns={f"robust_iou{b}": f"{name}{b}" for b in ("", "_low", "_high")})
+        renamed = part.rename(columns={f"robust_iou{b}": f"{name}{b}" for b in bounds})
         table = table.merge(renamed[["model", name, f"{name}_low", f"{name}_high"]], on="model", how="left")
     if real_summary is not None:
         require_columns(real_summary, "real_summary", ["source", "method", "regime", "mean", "ci_low", "ci_high"])

@@ -230,7 +230,8 @@ def run(profile: str, *, root: str | Path | None = None, only: Sequence[str] | N
     bar = tqdm(steps, desc=f"study ({profile})", unit="notebook", disable=not progress)
     try:
         # The grid goes to the cluster first when a notebook to be executed runs it (imports fmlib.grid).
-        if executor != "serial" and any((force or not s["up_to_date"]) and "grid.py" in notebook_modules(s["source"])
+        if executor != "serial" and any((force or not s["up_to_date"])
+                                        and any(m.startswith("grid/") for m in notebook_modules(s["source"]))
                                         for s in steps):
             start = time.perf_counter()
             try:

@@ -10,6 +10,8 @@ def test_a_training_key_covers_every_module_a_trained_model_depends_on():
         assert needed in modules, needed
     # what only decides where and under which name results are stored is not part of a result
     assert not set(modules) & set(cache.UNHASHED_MODULES)
+    # the package's __init__.py holds the version and the user's entry points: no input of a result
+    assert "__init__.py" not in modules and "advice/core.py" not in modules
     assert "corruptions/__init__.py" not in modules and "realdata.py" not in modules
     # training uses PGD alone: the ensemble that attacks/__init__.py re-exports is no input of a model
     assert "attacks/gradient.py" in modules and "attacks/__init__.py" in modules
@@ -17,8 +19,9 @@ def test_a_training_key_covers_every_module_a_trained_model_depends_on():
 
 
 def test_an_evaluation_key_covers_the_metrics_corruptions_and_attacks():
-    modules = cache.module_closure(["grid.py"])
-    needed = {"metrics.py", "attacks/apgd.py", "evaluation.py", "corruptions/__init__.py", "checkpoints.py"}
+    modules = cache.module_closure(["grid/eval_grid.py"])
+    needed = {"grid/train_grid.py", "metrics.py", "attacks/apgd.py", "evaluation.py", "corruptions/__init__.py",
+              "checkpoints.py"}
     assert needed <= set(modules)
     assert "profiles.py" not in modules  # its values enter each key as parameters
 
@@ -69,7 +72,7 @@ def test_a_package_passed_on_the_way_is_hashed_but_its_re_exports_are_not_follow
         (package / "p" / name).write_text(text)
     (package / "deep.py").write_text("from .p.y import k\n")  # y's module itself
     (package / "flat.py").write_text("from .p import k\n")  # whatever p/__init__.py exports
-    assert cache.module_closure(["deep.py"], package) == ["__init__.py", "deep.py", "p/__init__.py", "p/y.py"]
+    assert cache.module_closure(["deep.py"], package) == ["deep.py", "p/__init__.py", "p/y.py"]  # root: unhashed
     assert "p/x.py" in cache.module_closure(["flat.py"], package)
     key = cache.content_key({}, ["deep.py"], package=package)
     (package / "p" / "x.py").write_text("h = 11\n")  # re-exported by p, not run by deep.py

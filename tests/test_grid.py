@@ -1,7 +1,8 @@
 import pytest
 
 from fmlib import evaluation, grid, profiles
-from fmlib.checkpoints import load_trained, train
+from fmlib.checkpoints import load_trained, train, training_key
+from fmlib.grid import eval_grid
 
 
 def test_defended_regimes_only_on_the_defense_structures():
@@ -90,7 +91,7 @@ def test_training_seeds_are_a_grid_dimension():
     assert seeds[("nuclei", "randomized")] == [5]  # compared with standard as a defense: n_defense_seeds
     assert seeds[("nuclei", "adversarial")] == [5]  # the smoke profile's n_defense_seeds
     assert seeds[("er", "standard")] == [5]
-    assert len({grid.training_key(j.model, j.width, j.data, j.config) for j in jobs}) == len(jobs)
+    assert len({training_key(j.model, j.width, j.data, j.config) for j in jobs}) == len(jobs)
     # the same scenes for every seed: one data specification per regime's distribution
     assert len({j.data for j in jobs if j.structure == "nuclei" and j.regime != "randomized"}) == 1
     with pytest.raises(ValueError, match="seeds \\[5\\]"):
@@ -138,7 +139,7 @@ def test_an_evaluation_is_computed_once_then_read_from_the_cache(trained, monkey
     def fail(*args, **kwargs):
         raise AssertionError("recomputed a cached evaluation")
 
-    monkeypatch.setattr(grid, "corruption_table", fail)
+    monkeypatch.setattr(eval_grid, "corruption_table", fail)
     cached = grid.evaluation(cfg, "corruption", "sim_unet", "nuclei", cache=cache)
     pd.testing.assert_frame_equal(cached, computed)
     # The cache keeps every float bit: the table read back equals the table computed in memory.

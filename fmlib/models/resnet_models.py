@@ -1,13 +1,13 @@
 """ResNet-based models: DeepLabV3+ and PSPNet (from segmentation-models-pytorch) and ICNet.
 
 The ResNet encoders come from timm (through smp's ``tu-`` encoders for DeepLabV3+ and PSPNet), so
-their channel widths can be scaled (timm's ``channels`` and ``stem_width``).
+their channel widths can be scaled (timm's ``channels`` and ``stem_width``). smp and timm are imported
+by the constructors that use them: at import they cost seconds (they load ``torch._dynamo``), which
+every notebook kernel, worker and command would pay for models most of them never build.
 """
 
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
-import timm
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -34,6 +34,8 @@ def aux_head(c_in: int, classes: int, width: float) -> nn.Sequential:
 @register_model("deeplabv3plus", family="cnn", paper_parameters_m=40.34, depth=5,
                 description="DeepLabV3+ (smp): ResNet-50 encoder, output stride 16, full ASPP")
 def deeplabv3plus(in_channels: int = 1, classes: int = 1, width: float = 1.0) -> nn.Module:
+    import segmentation_models_pytorch as smp  # noqa: PLC0415 (lazily: the module docstring)
+
     # The paper's ASPP uses full 3x3 convolutions, hence ~40 M parameters; smp's default is separable.
     return smp.DeepLabV3Plus(encoder_name="tu-resnet50", encoder_weights=None, in_channels=in_channels,
                              classes=classes, encoder_output_stride=16, decoder_aspp_separable=False,
@@ -45,6 +47,8 @@ class PSPNetAux(nn.Module):
 
     def __init__(self, in_channels: int, classes: int, width: float):
         super().__init__()
+        import segmentation_models_pytorch as smp  # noqa: PLC0415 (lazily: the module docstring)
+
         self.psp = smp.PSPNet(encoder_name="tu-resnet18", encoder_weights=None, in_channels=in_channels,
                               classes=classes, encoder_depth=5, output_stride=8, upsampling=8,
                               psp_out_channels=scaled(512, width), **resnet_widths(width))
@@ -105,6 +109,8 @@ class ICNet(nn.Module):
 
     def __init__(self, in_channels: int, classes: int, width: float):
         super().__init__()
+        import timm  # noqa: PLC0415 (lazily: the module docstring)
+
         self.backbone = timm.create_model("resnet18", pretrained=False, in_chans=in_channels, num_classes=0,
                                           output_stride=8, **resnet_widths(width))
         c2, c4 = self.backbone.layer2[-1].conv2.out_channels, self.backbone.layer4[-1].conv2.out_channels

@@ -1,7 +1,9 @@
 """VGG16-based models: FCN (Long et al. 2015) and SegNet (Badrinarayanan et al. 2017).
 
 Both use the VGG16 layout (five stages of 3x3 convolutions, 64-512 channels) built with
-torchvision's `make_layers`, with batch normalization, which training from scratch needs.
+torchvision's `make_layers`, with batch normalization, which training from scratch needs. torchvision
+is imported where the layers are built: its import loads ``torch._dynamo``, seconds that every
+notebook kernel and command would pay for models most of them never build.
 """
 
 from __future__ import annotations
@@ -9,13 +11,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.models.vgg import make_layers
 
 from .bpda import unpool
 from .registry import register_model, scaled
 
 VGG16 = (2, 2, 3, 3, 3)          # convolutions per stage
 VGG16_WIDTHS = (64, 128, 256, 512, 512)
+
+
+def make_layers(widths: list[int], batch_norm: bool = True) -> nn.Sequential:
+    """torchvision's VGG `make_layers` (3x3 convolutions of `widths` channels, from 3 input channels)."""
+    from torchvision.models.vgg import make_layers as torchvision_make_layers  # noqa: PLC0415 (lazily: docstring)
+
+    return torchvision_make_layers(widths, batch_norm=batch_norm)
 
 
 def vgg16_stages(in_channels: int, width: float) -> tuple[nn.ModuleList, list[int]]:

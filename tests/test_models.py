@@ -65,3 +65,17 @@ def test_errors_state_the_contract():
         model(torch.rand(1, 1, 50, 64))
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
         model(torch.rand(1, 3, 64, 64))
+
+
+def test_the_registry_imports_smp_timm_and_torchvision_only_for_the_models_that_use_them():
+    # They load torch._dynamo at import, seconds that every notebook kernel and command would pay.
+    import subprocess
+    import sys
+
+    heavy = ("segmentation_models_pytorch", "timm", "torchvision", "torch._dynamo")
+    code = ("import sys; from fmlib import grid; from fmlib.models import create_model; create_model('sim_unet'); "
+            f"print([m for m in {heavy!r} if m in sys.modules]); create_model('pspnet', width=0.25); "
+            "print('segmentation_models_pytorch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "True"]

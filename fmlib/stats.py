@@ -175,10 +175,18 @@ def hierarchical_ci(table: pd.DataFrame, value: str, *, seed_col: str = "seed", 
     if not groups or any(len(g) == 0 for g in groups):
         raise ValueError(f"table: expected rows with {seed_col!r}, {unit!r} and {value!r}")
     rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for k in range(n_boot):
-        picked = rng.integers(0, len(groups), len(groups))
-        boots[k] = statistic([groups[i][rng.integers(0, len(groups[i]), len(groups[i]))].mean() for i in picked])
+    if len(groups) == 1:
+        # One seed (the usual case of a single model): drawing the seed consumes no random numbers, so
+        # all resamples of the units come from one call, the same numbers as the loop below draws.
+        (units,) = groups
+        means = units[rng.integers(0, len(units), (n_boot, len(units)))].mean(axis=1)
+        # the mean or median of one value is that value: no call per resample
+        boots = means if statistic in (np.mean, np.median) else np.array([statistic([m]) for m in means], float)
+    else:
+        boots = np.empty(n_boot)
+        for k in range(n_boot):
+            picked = rng.integers(0, len(groups), len(groups))
+            boots[k] = statistic([groups[i][rng.integers(0, len(groups[i]), len(groups[i]))].mean() for i in picked])
     alpha = (1 - confidence) / 2
     estimate = float(statistic([g.mean() for g in groups]))
     return estimate, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))

@@ -65,3 +65,26 @@ def test_resampling_seeds_widens_the_interval_when_training_runs_differ():
 
 def test_docstring_examples():
     assert doctest.testmod(stats).failed == 0
+
+
+def _hierarchical_ci_loop(table, value, statistic, n_boot, seed):
+    """The resampling loop of `hierarchical_ci`, one resample at a time (seeds, then images)."""
+    groups = [g.groupby("image")[value].mean().to_numpy() for _, g in table.groupby("seed", sort=True)]
+    rng = np.random.default_rng(seed)
+    boots = [statistic([groups[i][rng.integers(0, len(groups[i]), len(groups[i]))].mean()
+                        for i in rng.integers(0, len(groups), len(groups))]) for _ in range(n_boot)]
+    alpha = (1 - 0.95) / 2
+    estimate = float(statistic([g.mean() for g in groups]))
+    return estimate, float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 300), n_seeds=st.sampled_from([1, 1, 2, 3]), seed=st.integers(0, 2**16),
+       statistic=st.sampled_from([np.mean, np.median, lambda x: float(np.max(x))]))
+def test_hierarchical_ci_draws_the_same_resamples_as_one_at_a_time(n, n_seeds, seed, statistic):
+    # One seed draws every resample in one call: the same numbers, bit for bit, as the loop.
+    values = np.random.default_rng(seed).random(n * n_seeds)
+    table = pd.DataFrame({"seed": np.repeat(np.arange(n_seeds), n), "image": np.tile(np.arange(n), n_seeds),
+                          "iou": values})
+    assert stats.hierarchical_ci(table, "iou", statistic=statistic, n_boot=300, seed=seed) == \
+        _hierarchical_ci_loop(table, "iou", statistic, 300, seed)

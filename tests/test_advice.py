@@ -156,6 +156,26 @@ def test_a_matched_simulation_passes_the_realism_check():
     assert set(table.key) == set(THRESHOLDS) and table.within.all(), table
 
 
+def test_matched_distances_of_the_same_frames_are_computed_once(monkeypatch):
+    frames = list(make_dataset("nuclei", 2, 96, snr=5, seed=12).raw.astype(np.float64))
+    estimate, table = rc.matched_distances(frames, "nuclei", seed=3)
+    table.loc[0, "distance"] = -1.0  # a copy: the caller's changes stay with the caller
+
+    def fail(*args, **kwargs):
+        raise AssertionError("estimated again")
+
+    monkeypatch.setattr(acquisition, "estimate", fail)
+    again_estimate, again = rc.matched_distances([f.copy() for f in frames], "nuclei", seed=3,
+                                                 thresholds=dict(THRESHOLDS))  # the defaults, spelled out
+    pd.testing.assert_frame_equal(again_estimate, estimate)
+    assert (again.distance >= 0).all()
+    with pytest.raises(AssertionError, match="estimated again"):  # another seed, another simulation
+        rc.matched_distances(frames, "nuclei", seed=4)
+    frames[0][0, 0] += 1.0
+    with pytest.raises(AssertionError, match="estimated again"):  # other pixels
+        rc.matched_distances(frames, "nuclei", seed=3)
+
+
 # --- validation ---------------------------------------------------------------------------------
 
 def test_validation_table_compares_the_advised_ranking_with_the_labels():

@@ -19,6 +19,8 @@ thresholds are judged again on microscopes beyond this repository, and a user ca
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -101,14 +103,39 @@ def realism_size(frames: Sequence[np.ndarray]) -> int:
     return int(min(REALISM_SIZE_PX, side // 32 * 32))
 
 
+#: The last results of `matched_distances`, by the frames' content and the arguments: the book's advice
+#: page measures each labelled source twice (for the thresholds' basis and for its advice), and a user
+#: may advise on the same images again with other options; the simulation is the costly part.
+_MATCHED_MEMO: OrderedDict[str, tuple[pd.DataFrame, pd.DataFrame]] = OrderedDict()
+_MATCHED_MEMO_SIZE = 8
+
+
+def _matched_key(frames: Sequence[np.ndarray], structure: str, limits: Mapping[str, float], seed: int) -> str:
+    digest = hashlib.sha256(repr((structure, sorted(limits.items()), seed)).encode())
+    for frame in frames:
+        frame = np.ascontiguousarray(frame)
+        digest.update(repr((frame.shape, frame.dtype.str)).encode())
+        digest.update(frame.tobytes())
+    return digest.hexdigest()
+
+
 def matched_distances(frames: Sequence[np.ndarray], structure: str, *, thresholds: Mapping[str, float] | None = None,
                       seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The acquisition estimate of `frames` (`fmlib.acquisition.estimate` on their common crop) and the
     `distances` of their tiles to `MATCHED_IMAGES` images simulated at that estimate, both fields of
-    `realism_size` px."""
-    estimate = acquisition.estimate(common_crop(frames), seed=seed)
-    size = realism_size(frames)
-    physics = {**matched_physics(estimate, structure), **scene_parameters(estimate, frames, structure, size)}
-    snr = physics.pop("snr")
-    matched = make_dataset(structure, MATCHED_IMAGES, size, snr=snr, seed=seed + 1, **physics)
-    return estimate, distances(frame_tiles(frames, size), matched.raw, thresholds)
+    `realism_size` px. The same frames and arguments give the same tables (copies), computed once
+    among the last few calls."""
+    limits = check_thresholds(thresholds)
+    key = _matched_key(frames, structure, limits, seed)
+    if key not in _MATCHED_MEMO:
+        estimate = acquisition.estimate(common_crop(frames), seed=seed)
+        size = realism_size(frames)
+        physics = {**matched_physics(estimate, structure), **scene_parameters(estimate, frames, structure, size)}
+        snr = physics.pop("snr")
+        matched = make_dataset(structure, MATCHED_IMAGES, size, snr=snr, seed=seed + 1, **physics)
+        _MATCHED_MEMO[key] = estimate, distances(frame_tiles(frames, size), matched.raw, limits)
+        while len(_MATCHED_MEMO) > _MATCHED_MEMO_SIZE:
+            _MATCHED_MEMO.popitem(last=False)
+    _MATCHED_MEMO.move_to_end(key)
+    estimate, table = _MATCHED_MEMO[key]
+    return estimate.copy(), table.copy()

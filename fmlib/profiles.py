@@ -164,6 +164,9 @@ PARAMETERS: dict[str, Parameter] = {
     "kernel_threads": Parameter(_positive_int, "Torch threads of every notebook kernel (read by the runner): float "
                                 "sums depend on it, so it enters each notebook's key (same parameters, same bytes)."),
     "real_epochs": Parameter(_positive_int, "Epochs of the model trained on real images (the sim-to-real reference)."),
+    "attainable_iou_steps": Parameter(_positive_int, "Adam steps of the attainable-IoU search (fmlib.resolution."
+                                      "attainable_table): the best IoU found for maps at each output stride, a "
+                                      "lower bound that more steps tighten."),
     "randomization_strengths": Parameter(
         _list_of("numbers in [0, 1]", lambda n, v: check_real(n, v, low=0.0, high=1.0)),
         "Strengths of the domain randomization tried for sim-to-real transfer (`fmlib.domain.PhysicsRanges.scaled`); "
@@ -226,7 +229,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_seeds=2, seed_structures=["nuclei"], ensemble_steps=5, ensemble_max_steps=10, ensemble_restarts=2,
         ensemble_restart_losses="best", square_queries=20, transfer_surrogate="unet3", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32], reference_model="unet3", n_boot=200, threshold_seeds=[0], defense_attack="pgd",
-        real_epochs=3, kernel_threads=2, sim_to_real_bar_iou=0.80,
+        real_epochs=3, kernel_threads=2, sim_to_real_bar_iou=0.80, attainable_iou_steps=200,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
     # The standard profile: the committed book, one sitting of about 2 h on 2 cores from an empty cache,
     # resumable (issue #38). Every model trained to its plateau (at most 1200 steps of 8 images from 512
@@ -249,7 +252,7 @@ PROFILES: dict[str, dict[str, object]] = {
         transfer_surrogate="unet", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32],
         reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=1,
-        defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
+        defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80, attainable_iou_steps=1000,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
     "paper": dict(
         seed=0, image_size=256, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
@@ -265,7 +268,7 @@ PROFILES: dict[str, dict[str, object]] = {
         transfer_surrogate="unet", l2_structures=list(STRUCTURES),
         ensemble_eps_255=list(_PAPER_EPS_255),
         reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=8,
-        defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80,
+        defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80, attainable_iou_steps=1000,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
 }
 

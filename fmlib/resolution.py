@@ -128,7 +128,7 @@ def _iou(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
 def _lbfgs(z: torch.Tensor, target: torch.Tensor, align_corners: bool, steps: int, loss: str) -> torch.Tensor:
     """Minimize the training loss `loss` of the upsampled map `z` against `target` by L-BFGS."""
     size = tuple(target.shape[-2:])
-    z = z.detach().requires_grad_(True)
+    z = z.detach().clone().requires_grad_(True)  # a copy: the fit starts from `z` and leaves it as it is
     opt = torch.optim.LBFGS([z], lr=1, max_iter=steps, tolerance_grad=1e-10, tolerance_change=1e-14,
                             history_size=20, line_search_fn="strong_wolfe")
 
@@ -143,15 +143,16 @@ def _lbfgs(z: torch.Tensor, target: torch.Tensor, align_corners: bool, steps: in
     return z.detach()
 
 
-def _fit_loss(target: torch.Tensor, stride: int, align_corners: bool, steps: int, loss: str) -> torch.Tensor:
+def _fit_loss(target: torch.Tensor, stride: int, align_corners: bool, steps: int, loss: str,
+              bce: torch.Tensor | None = None) -> torch.Tensor:
     """The stride-`stride` logit map that minimizes the training loss `loss` against `target`, by
     L-BFGS from the logit of the area-averaged mask. BCE is convex in the logits, which are linear in
     the map, so for ``loss="bce"`` this is the global minimum; the Dice term of "bce+dice" is not
-    convex, and that fit starts from the BCE minimum."""
-    z = torch.logit(F.avg_pool2d(target, stride).clamp(1e-3, 1 - 1e-3))
-    for name in dict.fromkeys(("bce", loss)):
-        z = _lbfgs(z, target, align_corners, steps, name)
-    return z
+    convex, and that fit starts from the BCE minimum (`bce`, where it is already computed)."""
+    if bce is None:
+        start = torch.logit(F.avg_pool2d(target, stride).clamp(1e-3, 1 - 1e-3))
+        bce = _lbfgs(start, target, align_corners, steps, "bce")
+    return bce if loss == "bce" else _lbfgs(bce, target, align_corners, steps, loss)
 
 
 def _fit_iou(target: torch.Tensor, start: torch.Tensor, align_corners: bool, steps: int,
@@ -173,6 +174,19 @@ def _fit_iou(target: torch.Tensor, start: torch.Tensor, align_corners: bool, ste
         opt.step()
         best = np.maximum(best, _iou(_upsample(z.detach(), size, align_corners), target))
     return best
+
+
+def _checked_masks(masks: np.ndarray, output_stride: int) -> np.ndarray:
+    """`masks` as an (N, H, W) binary array whose H and W are multiples of `output_stride`, or ValueError."""
+    masks = check_array("masks", masks, ndim=(2, 3))
+    if not np.isin(masks, (0, 1)).all():
+        raise ValueError("masks: expected binary values (bool or 0/1)")
+    masks = masks[None] if masks.ndim == 2 else masks
+    output_stride = check_int("output_stride", output_stride, low=1)
+    if masks.shape[1] % output_stride or masks.shape[2] % output_stride:
+        raise ValueError(f"masks: expected H and W multiples of output_stride={output_stride}, "
+                         f"got shape {masks.shape[1:]}")
+    return masks
 
 
 def attainable_iou(masks: np.ndarray, output_stride: int, *, objective: str = "bce", align_corners: bool = False,
@@ -224,31 +238,36 @@ def attainable_iou(masks: np.ndarray, output_stride: int, *, objective: str = "b
     >>> bool(attainable_iou(stripes, 8)[0] < 0.5)   # a stride-8 map cannot draw them
     True
     """
-    masks = check_array("masks", masks, ndim=(2, 3))
-    if not np.isin(masks, (0, 1)).all():
-        raise ValueError("masks: expected binary values (bool or 0/1)")
-    masks = masks[None] if masks.ndim == 2 else masks
-    output_stride = check_int("output_stride", output_stride, low=1)
-    if masks.shape[1] % output_stride or masks.shape[2] % output_stride:
-        raise ValueError(f"masks: expected H and W multiples of output_stride={output_stride}, "
-                         f"got shape {masks.shape[1:]}")
+    masks = _checked_masks(masks, output_stride)
     check_choice("objective", objective, OBJECTIVES)
     steps = check_int("steps", steps, low=1) if steps is not None else None
     lr = check_real("lr", lr, low=0, low_inclusive=False)
+    if objective == "iou":
+        return _attainable(masks, output_stride, ("iou",), align_corners, 200, steps or 1000, lr)["iou"]
+    return _attainable(masks, output_stride, (objective,), align_corners, steps or 200, 1000, lr)[objective]
+
+
+def _attainable(masks: np.ndarray, output_stride: int, objectives: Sequence[str], align_corners: bool,
+                lbfgs_steps: int, iou_steps: int, lr: float) -> dict[str, np.ndarray]:
+    """`attainable_iou` of checked (N, H, W) `masks` for each of `objectives`, with one BCE fit for all:
+    it is the whole fit of "bce", the start of the "bce+dice" fit and of the "iou" search."""
     target = torch.as_tensor(masks.astype(np.float32))[:, None]
     if output_stride == 1 or not len(target):
-        return _iou(target * 2 - 1, target)
-    if objective != "iou":
-        z = _fit_loss(target, output_stride, align_corners, steps or 200, objective)
-        return _iou(_upsample(z, tuple(target.shape[-2:]), align_corners), target)
-    z = _fit_loss(target, output_stride, align_corners, 200, "bce")
-    return _fit_iou(target, z, align_corners, steps or 1000, lr)
+        return {objective: _iou(target * 2 - 1, target) for objective in objectives}
+    bce = _fit_loss(target, output_stride, align_corners, lbfgs_steps, "bce")
+    size = tuple(target.shape[-2:])
+    return {objective: _fit_iou(target, bce, align_corners, iou_steps, lr) if objective == "iou" else
+            _iou(_upsample(_fit_loss(target, output_stride, align_corners, lbfgs_steps, objective, bce), size,
+                           align_corners), target)
+            for objective in objectives}
 
 
 def attainable_table(masks: dict[str, np.ndarray], strides: Sequence[int] = (1, 2, 4, 8, 16),
-                     objectives: Sequence[str] = ("bce",), *, progress: bool = False) -> pd.DataFrame:
+                     objectives: Sequence[str] = ("bce",), *, iou_steps: int = 1000,
+                     progress: bool = False) -> pd.DataFrame:
     """`attainable_iou` per image for every structure of `masks` (name -> (N, H, W) masks), stride
-    and objective: one row per structure, output stride, objective and image.
+    and objective: one row per structure, output stride, objective and image. `iou_steps` are the
+    Adam steps of the "iou" search; the objectives of one structure and stride share their BCE fit.
 
     Examples
     --------
@@ -257,11 +276,14 @@ def attainable_table(masks: dict[str, np.ndarray], strides: Sequence[int] = (1, 
     ['structure', 'output_stride', 'objective', 'image', 'iou']
     """
     objectives = [check_choice("objectives", o, OBJECTIVES) for o in dict.fromkeys(objectives)]
+    iou_steps = check_int("iou_steps", iou_steps, low=1)
     rows = []
     for structure, structure_masks in tqdm(masks.items(), desc="attainable IoU", disable=not progress):
         for stride in strides:
+            checked = _checked_masks(structure_masks, stride)
+            fitted = _attainable(checked, stride, objectives, False, 200, iou_steps, 0.1)
             for objective in objectives:
-                for image, iou in enumerate(attainable_iou(structure_masks, stride, objective=objective)):
+                for image, iou in enumerate(fitted[objective]):
                     rows.append({"structure": structure, "output_stride": stride, "objective": objective,
                                  "image": image, "iou": iou})
     return pd.DataFrame(rows)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fmlib import models
-from fmlib.resolution import attainable_iou, output_stride, upsampling_matrix
+from fmlib.resolution import attainable_iou, attainable_table, output_stride, upsampling_matrix
 
 
 @settings(max_examples=25, deadline=None)
@@ -92,6 +92,16 @@ def test_attainable_iou_is_deterministic():
     assert first.tobytes() == attainable_iou(masks, 4, objective="iou", steps=50).tobytes()
 
 
+def test_the_table_shares_one_bce_fit_and_gives_what_each_objective_gives_alone():
+    masks = _stripes(3, size=24)
+    table = attainable_table({"lines": masks}, strides=(8,), objectives=("bce+dice", "iou", "bce"), iou_steps=30)
+    for objective, steps in (("bce+dice", None), ("iou", 30), ("bce", None)):
+        alone = attainable_iou(masks, 8, objective=objective, steps=steps)
+        assert table[table.objective == objective].iou.to_numpy().tobytes() == alone.tobytes(), objective
+    with pytest.raises(ValueError, match="iou_steps"):
+        attainable_table({"lines": masks}, iou_steps=0)
+
+
 def test_attainable_iou_rejects_bad_input():
     with pytest.raises(ValueError, match="masks: expected binary"):
         attainable_iou(np.full((8, 8), 0.5), 2)
@@ -113,7 +123,7 @@ def test_output_stride_leaves_the_model_in_its_mode():
 def test_attainable_table_and_the_comparison_with_trained_models():
     import pandas as pd
 
-    from fmlib.resolution import against_attainable, attainable_limits, attainable_table
+    from fmlib.resolution import against_attainable, attainable_limits
 
     lines = np.zeros((2, 32, 32), bool)
     lines[:, :, ::4] = True

@@ -14,6 +14,7 @@ from fmlib.metrics import robustness_ratio
 from fmlib.models import create_model
 from fmlib.profiles import Config, model_width, resolve
 from fmlib.realdata import REAL_TEST_SOURCES, SELECTION_SOURCE, Tiles
+from fmlib.simtoreal import comparisons
 from fmlib.training import TrainConfig
 
 SOURCES = [SELECTION_SOURCE, *REAL_TEST_SOURCES]
@@ -182,19 +183,26 @@ def _weights(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def test_the_real_reference_trains_on_the_training_part_with_its_seed():
+def test_the_real_reference_trains_on_the_training_part_with_its_seed(tmp_path, monkeypatch):
     tiles = _discs(6)
-    kwargs = dict(epochs=2, batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
+    kwargs = dict(epochs=2, batch_size=2, lr=1e-3, loss="bce+dice", seed=3, cache=tmp_path)
     fitted = simtoreal.fit_real_reference("sim_unet", tiles, **kwargs)
     train, _ = simtoreal.validation_split(tiles)
     per_epoch = len(train.images) // 2  # steps per pass over the training part, validated after each
     assert fitted.config == TrainConfig(max_steps=2 * per_epoch, eval_every=per_epoch, schedule="cosine",
                                         batch_size=2, lr=1e-3, loss="bce+dice", seed=3)
     assert 0 < fitted.steps <= 2 * per_epoch
+    other_seed = simtoreal.fit_real_reference("sim_unet", tiles, **{**kwargs, "seed": 4})
+    assert not torch.equal(_weights(fitted.model), _weights(other_seed.model))
+    # Cached: the same tiles and arguments load the same weights and history, without training again.
+    monkeypatch.setattr(comparisons, "fit", lambda *a, **k: pytest.fail("trained the cached reference again"))
     again = simtoreal.fit_real_reference("sim_unet", tiles, **kwargs)
-    assert torch.equal(_weights(fitted.model), _weights(again.model))
-    assert not torch.equal(_weights(fitted.model),
-                           _weights(simtoreal.fit_real_reference("sim_unet", tiles, **{**kwargs, "seed": 4}).model))
+    assert torch.equal(_weights(fitted.model), _weights(again.model)) and not again.model.training
+    assert (again.steps, again.best_step, again.converged, again.key) == (fitted.steps, fitted.best_step,
+                                                                         fitted.converged, fitted.key)
+    pd.testing.assert_frame_equal(again.history, fitted.history)
+    with pytest.raises(pytest.fail.Exception, match="trained the cached reference again"):  # other tiles
+        simtoreal.fit_real_reference("sim_unet", tiles._replace(images=tiles.images[::-1].copy()), **kwargs)
 
 
 def test_randomized_candidates_train_on_their_own_scenes_at_each_strength(tmp_path, monkeypatch):

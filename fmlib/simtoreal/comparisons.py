@@ -4,17 +4,23 @@ training tiles, and trained on domain-randomized synthetic images at several str
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from .._checks import check_int
+from ..cache import content_key
 from ..checkpoints import DataSpec, train
+from ..inference import resolve_device
 from ..models import create_model
+from ..paths import cache_dir
 from ..realdata import Tiles
 from ..synthesis import Dataset
 from ..training import TrainConfig, TrainedModel, fit
@@ -22,8 +28,18 @@ from .scores import source_scores
 from .tiles import validation_split
 
 
+def _tiles_digest(tiles: Tiles) -> str:
+    digest = hashlib.sha256()
+    for array in (tiles.images, tiles.masks):
+        array = np.ascontiguousarray(array)
+        digest.update(repr((array.shape, array.dtype.str)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def fit_real_reference(model_name: str, tiles: Tiles, *, width: float = 1.0, epochs: int, batch_size: int,
-                       lr: float, loss: str, seed: int, progress: bool = False) -> TrainedModel:
+                       lr: float, loss: str, seed: int, progress: bool = False,
+                       cache: str | Path | None = None) -> TrainedModel:
     """Train `model_name` on real tiles: the real-data reference of the synthetic-trained models.
 
     The first fifth of `tiles` validates (`validation_split`), the rest trains, with AdamW on a cosine
@@ -31,14 +47,35 @@ def fit_real_reference(model_name: str, tiles: Tiles, *, width: float = 1.0, epo
     end it earlier), at `batch_size`, `lr`, `loss` and `seed`; the weights are initialized after
     ``torch.manual_seed(seed)``. Pass the selection source's tiles, so that no test tile is seen in
     training.
+
+    The result is cached like the study's trainings (in `cache`, default `fmlib.paths.cache_dir`, under
+    ``real_references/``), keyed by the tiles' content, the arguments and the code: the pages that
+    compare with the reference train it once.
     """
-    train, val = validation_split(tiles)
-    per_epoch = max(1, len(train.images) // batch_size)
+    train_set, val_set = validation_split(tiles)
+    per_epoch = max(1, len(train_set.images) // batch_size)
     config = TrainConfig(max_steps=epochs * per_epoch, eval_every=per_epoch, schedule="cosine", batch_size=batch_size,
                          lr=lr, loss=loss, seed=seed)
+    key = content_key({"model": model_name, "width": width, "tiles": _tiles_digest(tiles), "config": config.to_dict()},
+                      ["simtoreal/comparisons.py"])
+    folder = Path(cache if cache is not None else cache_dir()) / "real_references" / f"{model_name}-{key}"
     torch.manual_seed(seed)
     model = create_model(model_name, width=width)
-    return fit(model, train, val, config, progress=progress)
+    if (folder / "done.json").exists():
+        info = json.loads((folder / "done.json").read_text())
+        model.load_state_dict(torch.load(folder / "best.pt", map_location="cpu", weights_only=True))
+        model.to(resolve_device("auto")).eval()
+        return TrainedModel(model, pd.read_csv(folder / "history.csv"), info["best_step"], info["best_val_iou"],
+                            config, info["train_time_s"], key, steps=info["steps"], converged=info["converged"])
+    result = fit(model, train_set, val_set, config, checkpoint_dir=folder, progress=progress)
+    result.key = key
+    result.history.to_csv(folder / "history.csv", index=False)
+    (folder / "last.pt").unlink(missing_ok=True)  # the best weights are all a finished model needs
+    (folder / "done.json").write_text(json.dumps({
+        "model": model_name, "width": width, "config": config.to_dict(), "best_step": result.best_step,
+        "best_val_iou": result.best_val_iou, "steps": result.steps, "converged": result.converged,
+        "train_time_s": result.train_time_s, "key": key}, indent=2))
+    return result
 
 
 class Candidate(NamedTuple):

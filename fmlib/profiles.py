@@ -164,9 +164,8 @@ PARAMETERS: dict[str, Parameter] = {
     "kernel_threads": Parameter(_positive_int, "Torch threads of every notebook kernel (read by the runner): float "
                                 "sums depend on it, so it enters each notebook's key (same parameters, same bytes)."),
     "real_epochs": Parameter(_positive_int, "Epochs of the model trained on real images (the sim-to-real reference)."),
-    "attainable_iou_steps": Parameter(_positive_int, "Adam steps of the attainable-IoU search (fmlib.resolution."
-                                      "attainable_table): the best IoU found for maps at each output stride, a "
-                                      "lower bound that more steps tighten."),
+    "attainable_iou_steps": Parameter(_positive_int, "Adam steps of the attainable-IoU search (a lower bound on "
+                                      "the best IoU at each output stride; more steps tighten it)."),
     "randomization_strengths": Parameter(
         _list_of("numbers in [0, 1]", lambda n, v: check_real(n, v, low=0.0, high=1.0)),
         "Strengths of the domain randomization tried for sim-to-real transfer (`fmlib.domain.PhysicsRanges.scaled`); "
@@ -248,10 +247,8 @@ PROFILES: dict[str, dict[str, object]] = {
         mixed_precision=False, defense_structures=["nuclei"], adv_method="fgsm_rs", adv_steps=1,
         n_examples=3, attacks=list(ALL_ATTACKS), eps_255=list(_PAPER_EPS_255), n_attack_images=3, attack_steps=10,
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=50, ensemble_max_steps=150, ensemble_restarts=2,
-        ensemble_restart_losses="best", square_queries=500,
-        transfer_surrogate="unet", l2_structures=["nuclei"],
-        ensemble_eps_255=[8, 32],
-        reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=1,
+        ensemble_restart_losses="best", square_queries=500, transfer_surrogate="unet", l2_structures=["nuclei"],
+        ensemble_eps_255=[8, 32], reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=1,
         defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80, attainable_iou_steps=1000,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
     "paper": dict(

@@ -124,9 +124,8 @@ PARAMETERS: dict[str, Parameter] = {
     "n_val": Parameter(_positive_int, "Validation images per structure and regime, from the distribution the "
                        "regime trains on (checkpoint selection and the plateau rule)."),
     "n_test": Parameter(_positive_int, "Test images per structure."),
-    "max_steps": Parameter(_positive_int, "The cap of a training run, in optimizer steps: a run stops earlier once "
-                           "its plateau rule holds (`fmlib.plateau`), and is reported as not converged if it reaches "
-                           "the cap first."),
+    "max_steps": Parameter(_positive_int, "The cap of a training run, in optimizer steps: it stops earlier once its "
+                           "plateau rule holds (`fmlib.plateau`), and is not converged if it reaches the cap first."),
     "eval_every": Parameter(_positive_int, "Optimizer steps between two validations of a training run."),
     "patience": Parameter(_positive_int, "Validations without improvement that make a plateau (`fmlib.plateau`): "
                           "the first two halve the learning rate, the third ends the run as converged."),
@@ -161,11 +160,12 @@ PARAMETERS: dict[str, Parameter] = {
     "n_boot": Parameter(_positive_int, "Bootstrap resamples of every confidence interval."),
     "threshold_seeds": Parameter(_list_of("seeds", lambda n, v: check_int(n, v, low=0)), "Seeds of the matched "
                                  "images over which the advice's realism thresholds are re-derived (10)."),
+    "validation_tiles": Parameter(_positive_int, "Labelled 192 px tiles per real source (evenly spaced) that rank the "
+                                  "candidates in the advice's validation (10); the sources have 4 to 56."),
     "kernel_threads": Parameter(_positive_int, "Torch threads of every notebook kernel (read by the runner): float "
                                 "sums depend on it, so it enters each notebook's key (same parameters, same bytes)."),
     "real_epochs": Parameter(_positive_int, "Epochs of the model trained on real images (the sim-to-real reference)."),
-    "attainable_iou_steps": Parameter(_positive_int, "Adam steps of the attainable-IoU search (a lower bound on "
-                                      "the best IoU at each output stride; more steps tighten it)."),
+    "attainable_iou_steps": Parameter(_positive_int, "Adam steps of the attainable-IoU search (03)."),
     "randomization_strengths": Parameter(
         _list_of("numbers in [0, 1]", lambda n, v: check_real(n, v, low=0.0, high=1.0)),
         "Strengths of the domain randomization tried for sim-to-real transfer (`fmlib.domain.PhysicsRanges.scaled`); "
@@ -228,7 +228,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_seeds=2, seed_structures=["nuclei"], ensemble_steps=5, ensemble_max_steps=10, ensemble_restarts=2,
         ensemble_restart_losses="best", square_queries=20, transfer_surrogate="unet3", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32], reference_model="unet3", n_boot=200, threshold_seeds=[0], defense_attack="pgd",
-        real_epochs=3, kernel_threads=2, sim_to_real_bar_iou=0.80, attainable_iou_steps=200,
+        real_epochs=3, kernel_threads=2, sim_to_real_bar_iou=0.80, attainable_iou_steps=200, validation_tiles=16,
         randomization_strengths=[0.5, 1.0], training_randomization=0.5),
     # The standard profile: the committed book, one sitting of about 2 h on 2 cores from an empty cache,
     # resumable (issue #38). Every model trained to its plateau (at most 1200 steps of 8 images from 512
@@ -249,7 +249,7 @@ PROFILES: dict[str, dict[str, object]] = {
         n_seeds=3, seed_structures=["nuclei"], ensemble_steps=50, ensemble_max_steps=150, ensemble_restarts=2,
         ensemble_restart_losses="best", square_queries=500, transfer_surrogate="unet", l2_structures=["nuclei"],
         ensemble_eps_255=[8, 32], reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=1,
-        defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80, attainable_iou_steps=1000,
+        defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80, attainable_iou_steps=1000, validation_tiles=64,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
     "paper": dict(
         seed=0, image_size=256, structures=list(STRUCTURES), snr_levels=[8, 4, 2, 1],
@@ -264,7 +264,7 @@ PROFILES: dict[str, dict[str, object]] = {
         ensemble_restart_losses="all", square_queries=5000,
         transfer_surrogate="unet", l2_structures=list(STRUCTURES),
         ensemble_eps_255=list(_PAPER_EPS_255),
-        reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=8,
+        reference_model="unet", n_boot=2000, threshold_seeds=[0, 1, 2], kernel_threads=8, validation_tiles=64,
         defense_attack="pgd", real_epochs=30, sim_to_real_bar_iou=0.80, attainable_iou_steps=1000,
         randomization_strengths=[0.25, 0.5, 1.0], training_randomization=0.5),
 }

@@ -198,6 +198,18 @@ def test_validation_sources_load_raw_frames():
         val.source_frames("hela")
 
 
+def test_validation_tiles_are_capped_evenly_per_source():
+    every, capped = val.source_tiles(), val.source_tiles(limit=5)
+    for source, tiles in every.items():
+        kept = capped[source]
+        assert len(kept.images) == min(5, len(tiles.images)) == len(kept.names) == len(kept.labels)
+        assert kept.names[0] == tiles.names[0] and kept.names[-1] == tiles.names[-1]  # spread over the source
+        assert np.array_equal(kept.images[0], tiles.images[0]) and np.array_equal(kept.masks[-1], tiles.masks[-1])
+    assert all(val.source_tiles(limit=10_000)[s].names == every[s].names for s in every)  # a cap above: all
+    with pytest.raises(ValueError, match="limit"):
+        val.source_tiles(limit=0)
+
+
 def test_condition_scores_give_every_condition_its_interval():
     rows = [{"model": "a", "regime": "standard", "seed": s, "condition": c, "image": i, "iou": 0.5 + 0.1 * s + d,
              "dice": 0.0} for s in (0, 1) for c, d in (("as estimated", 0.2), ("SNR / 2", 0.0)) for i in range(4)]

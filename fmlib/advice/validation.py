@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from .._checks import check_int
 from ..paths import data_dir
 from ..realdata import (
     NDEV_CHANNELS,
@@ -95,14 +96,22 @@ def source_frames(source: str) -> list[np.ndarray]:
     return [np.asarray(frame, dtype=np.float64) for frame in SOURCES[source]()]
 
 
-def source_tiles(tile: int = FIELD_PX) -> dict[str, Tiles]:
+def source_tiles(tile: int = FIELD_PX, *, limit: int | None = None) -> dict[str, Tiles]:
     """Every labelled real source cut into `tile` px tiles at its own scale (BBBC007's two splits
-    joined): by default fields as large as the advice's matched images."""
+    joined): by default fields as large as the advice's matched images; at most `limit` tiles per
+    source, evenly spaced over its tiles, where it is set."""
     parts = nuclei_tiles(tile)
     bbbc = [parts["bbbc007_train"], parts["bbbc007_test"]]
     joined = Tiles(np.concatenate([t.images for t in bbbc]), np.concatenate([t.masks for t in bbbc]),
                    [n for t in bbbc for n in t.names], np.concatenate([t.labels for t in bbbc]))
-    return {"dsb2018": parts["dsb2018"], "bbbc007": joined, "ndev_scratch": parts["ndev_scratch"]}
+    sources = {"dsb2018": parts["dsb2018"], "bbbc007": joined, "ndev_scratch": parts["ndev_scratch"]}
+    if limit is None:
+        return sources
+    limit = check_int("limit", limit, low=1)
+    kept = {name: np.unique(np.linspace(0, len(t.images) - 1, min(limit, len(t.images))).round().astype(int))
+            for name, t in sources.items()}
+    return {name: Tiles(t.images[kept[name]], t.masks[kept[name]], [t.names[i] for i in kept[name]],
+                        None if t.labels is None else t.labels[kept[name]]) for name, t in sources.items()}
 
 
 def true_ranking(candidates: Sequence[tuple[str, str, int]], load: Callable[[str, str, int], object],

@@ -13,6 +13,7 @@ from fmlib.advice import THRESHOLDS, read_images
 from fmlib.advice import ranking as rk
 from fmlib.advice import realism_check as rc
 from fmlib.advice import validation as val
+from fmlib.profiles import resolve
 from fmlib.synthesis import make_dataset
 
 
@@ -174,6 +175,9 @@ def test_matched_distances_of_the_same_frames_are_computed_once(monkeypatch):
     frames[0][0, 0] += 1.0
     with pytest.raises(AssertionError, match="estimated again"):  # other pixels
         rc.matched_distances(frames, "nuclei", seed=3)
+    # The memo holds the whole basis of the thresholds at standard, so that the advice on each source reuses it.
+    n_sets = len(val.SOURCES) + 1 + len(val.SIMULATED)  # the labelled sources, the negative, the simulated controls
+    assert rc._MATCHED_MEMO_SIZE >= n_sets * len(resolve("standard").threshold_seeds) + 1
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -235,7 +239,6 @@ def test_the_leader_and_its_ties_are_attacked_first_with_the_seed_the_recommenda
 
 def test_robust_scores_lower_the_clean_iou_keep_the_order_and_carry_a_ci_over_images():
     from fmlib.advice import robust
-    from fmlib.profiles import resolve
 
     cfg = resolve("smoke")
     dataset = make_dataset("nuclei", 2, 64, snr=8, seed=1)

@@ -1,7 +1,7 @@
 """The package's top level: the user's entry points (`fmlib.advise`, `fmlib.assess`), loaded on first use."""
 
+import ast
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +10,8 @@ import pytest
 
 import fmlib
 from fmlib.cache import UNHASHED_MODULES
+
+ENTRY_POINTS = ("advise", "assess")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,14 +36,37 @@ def test_importing_fmlib_does_not_import_torch():
     assert done.stdout.strip() == fmlib.__version__
 
 
+def _top_level_uses(code: str) -> list[str]:
+    """Where `code` reaches an entry point through the package's top level: ``from fmlib import advise``
+    (one line or several), or ``fmlib.advise`` / ``fm.advise`` after ``import fmlib [as fm]``."""
+    tree = ast.parse(code)
+    aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for a in node.names if a.name == "fmlib"}
+    found = [f"from fmlib import {a.name}" for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and node.module == "fmlib" and not node.level
+             for a in node.names if a.name in ENTRY_POINTS]
+    found += [f"{node.value.id}.{node.attr}" for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+              and isinstance(node.value, ast.Name) and node.value.id in aliases and node.attr in ENTRY_POINTS]
+    return found
+
+
+def test_the_check_of_top_level_uses_finds_each_spelling():
+    assert _top_level_uses("from fmlib import (\n    grid,\n    advise,\n)") == ["from fmlib import advise"]
+    assert _top_level_uses("import fmlib as fm\nfm.assess(model)") == ["fm.assess"]
+    assert _top_level_uses("from fmlib.advice import advise\nimport fmlib.grid\nfmlib.grid.evaluation") == []
+
+
 def test_cached_code_imports_from_the_defining_module():
     # fmlib/__init__.py is no input of any cache key (fmlib.cache.UNHASHED_MODULES): a notebook or module
     # that ran fmlib.advise through it would be cached under a key blind to the advice's code.
-    pattern = re.compile(r"\bfmlib\.(advise|assess)\b|from fmlib import [^\n]*\b(advise|assess)\b")
-    code = {str(p.relative_to(ROOT)): "".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]
-                                              if c["cell_type"] == "code")
-            for p in sorted((ROOT / "notebooks").glob("*.ipynb"))}
+    code = {}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        # IPython magics are not Python: drop their lines
+        code[str(path.relative_to(ROOT))] = "\n".join(line for c in cells if c["cell_type"] == "code"
+                                                     for line in "".join(c["source"]).splitlines()
+                                                     if not line.lstrip().startswith(("%", "!")))
     code |= {f"fmlib/{name}": p.read_text() for p in sorted((ROOT / "fmlib").rglob("*.py"))
              if (name := str(p.relative_to(ROOT / "fmlib"))) not in UNHASHED_MODULES}
-    users = [name for name, text in code.items() if pattern.search(text)]
+    users = {name: uses for name, text in code.items() if (uses := _top_level_uses(text))}
     assert not users, f"use fmlib.advice.advise / fmlib.assay.assess in cached code: {users}"

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._checks import check_int
-from ..cache import content_key
+from ..cache import content_key, write_atomic
 from ..checkpoints import DataSpec, train
 from ..inference import resolve_device
 from ..models import create_model
@@ -50,7 +50,8 @@ def fit_real_reference(model_name: str, tiles: Tiles, *, width: float = 1.0, epo
 
     The result is cached like the study's trainings (in `cache`, default `fmlib.paths.cache_dir`, under
     ``real_references/``), keyed by the tiles' content, the arguments and the code: the pages that
-    compare with the reference train it once.
+    compare with the reference train it once (the same weights; the global torch random state after
+    the call differs between a training and a load, as after `fmlib.checkpoints.train`).
     """
     train_set, val_set = validation_split(tiles)
     per_epoch = max(1, len(train_set.images) // batch_size)
@@ -71,10 +72,10 @@ def fit_real_reference(model_name: str, tiles: Tiles, *, width: float = 1.0, epo
     result.key = key
     result.history.to_csv(folder / "history.csv", index=False)
     (folder / "last.pt").unlink(missing_ok=True)  # the best weights are all a finished model needs
-    (folder / "done.json").write_text(json.dumps({
-        "model": model_name, "width": width, "config": config.to_dict(), "best_step": result.best_step,
-        "best_val_iou": result.best_val_iou, "steps": result.steps, "converged": result.converged,
-        "train_time_s": result.train_time_s, "key": key}, indent=2))
+    info = {"model": model_name, "width": width, "config": config.to_dict(), "best_step": result.best_step,
+            "best_val_iou": result.best_val_iou, "steps": result.steps, "converged": result.converged,
+            "train_time_s": result.train_time_s, "key": key}
+    write_atomic(folder / "done.json", lambda scratch: scratch.write_text(json.dumps(info, indent=2)))  # last: done
     return result
 
 

@@ -79,3 +79,13 @@ def test_a_package_passed_on_the_way_is_hashed_but_its_re_exports_are_not_follow
     assert cache.content_key({}, ["deep.py"], package=package) == key
     (package / "p" / "__init__.py").write_text("from .y import k\n")  # the package itself changed
     assert cache.content_key({}, ["deep.py"], package=package) != key
+
+
+def test_array_digest_names_data_by_shape_dtype_and_bytes():
+    import numpy as np
+
+    a = np.arange(6, dtype=np.float32)
+    assert cache.array_digest(a) == cache.array_digest(a.copy()) == cache.array_digest(a[::-1][::-1])
+    others = [a.reshape(2, 3), a.astype(np.float64), a[::-1], np.arange(5, dtype=np.float32)]
+    assert len({cache.array_digest(a), *(cache.array_digest(o) for o in others)}) == 1 + len(others)
+    assert cache.array_digest(a[:3], a[3:]) != cache.array_digest(a)  # each array apart

@@ -34,7 +34,7 @@ from ..runs import model_loader, structure_runs
 from ..synthesis import STRUCTURES, Dataset
 from .inputs import read_images
 from .ranking import condition_scores, conditions, ranking, scores
-from .realism_check import check_thresholds, matched_distances
+from .realism_check import check_thresholds, evenly_spaced, matched_distances
 from .robust import ATTACK_EPS_255, attacked_candidates, best_seeds, robust_scores, robust_summary
 
 #: At most this many frames (evenly spaced) enter the estimate: enough for its intervals, and a long
@@ -100,9 +100,7 @@ def _physics_json(physics: dict) -> dict:
 
 
 def _evenly(frames: list, names: list, limit: int) -> tuple[list, list]:
-    if len(frames) <= limit:
-        return frames, names
-    keep = np.unique(np.linspace(0, len(frames) - 1, limit).round().astype(int))
+    keep = evenly_spaced(len(frames), limit)
     return [frames[i] for i in keep], [names[i] for i in keep]
 
 

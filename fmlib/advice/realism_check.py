@@ -19,7 +19,6 @@ thresholds are judged again on microscopes beyond this repository, and a user ca
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .. import acquisition, realism
+from ..cache import array_digest
 from ..matching import matched_physics
 from ..realdata import tiles
 from ..synthesis import make_dataset
@@ -62,15 +62,24 @@ def common_crop(frames: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack(crops)
 
 
+def evenly_spaced(n: int, limit: int) -> np.ndarray:
+    """Indices of at most `limit` of `n` items, evenly spaced, the first and the last among them.
+
+    Examples
+    --------
+    >>> evenly_spaced(10, 4).tolist(), evenly_spaced(3, 4).tolist()
+    ([0, 3, 6, 9], [0, 1, 2])
+    """
+    return np.unique(np.linspace(0, n - 1, min(limit, n)).round().astype(int))
+
+
 def frame_tiles(frames: Sequence[np.ndarray], size: int, *, limit: int = MAX_TILES) -> np.ndarray:
     """The user's frames cut into non-overlapping `size` px tiles, at most `limit` of them (evenly
     spaced): the field the models see, and the field of the matched images, so that statistics that
     depend on the field of view (the intensity distribution after the per-image z-score) compare like
     with like."""
     stack = np.concatenate([tiles(np.asarray(frame, dtype=np.float64), size) for frame in frames])
-    if len(stack) > limit:
-        stack = stack[np.unique(np.linspace(0, len(stack) - 1, limit).round().astype(int))]
-    return stack
+    return stack[evenly_spaced(len(stack), limit)]
 
 
 def check_thresholds(thresholds: Mapping[str, float] | None) -> dict[str, float]:
@@ -112,12 +121,7 @@ _MATCHED_MEMO_SIZE = 32
 
 
 def _matched_key(frames: Sequence[np.ndarray], structure: str, limits: Mapping[str, float], seed: int) -> str:
-    digest = hashlib.sha256(repr((structure, sorted(limits.items()), seed)).encode())
-    for frame in frames:
-        frame = np.ascontiguousarray(frame)
-        digest.update(repr((frame.shape, frame.dtype.str)).encode())
-        digest.update(frame.tobytes())
-    return digest.hexdigest()
+    return repr((structure, sorted(limits.items()), seed, array_digest(*frames)))
 
 
 def matched_distances(frames: Sequence[np.ndarray], structure: str, *, thresholds: Mapping[str, float] | None = None,

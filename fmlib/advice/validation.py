@@ -34,7 +34,7 @@ from ..simtoreal import agreement_table, source_scores
 from ..stats import hierarchical_ci
 from ..synthesis import make_dataset
 from .ranking import FIELD_PX
-from .realism_check import MARGIN, REALISM_SIZE_PX, matched_distances
+from .realism_check import MARGIN, REALISM_SIZE_PX, evenly_spaced, matched_distances
 
 #: The labelled real sources and how their raw frames are loaded (every image of each).
 SOURCES: dict[str, Callable[[], list[np.ndarray]]] = {
@@ -108,8 +108,7 @@ def source_tiles(tile: int = FIELD_PX, *, limit: int | None = None) -> dict[str,
     if limit is None:
         return sources
     limit = check_int("limit", limit, low=1)
-    kept = {name: np.unique(np.linspace(0, len(t.images) - 1, min(limit, len(t.images))).round().astype(int))
-            for name, t in sources.items()}
+    kept = {name: evenly_spaced(len(t.images), limit) for name, t in sources.items()}
     return {name: Tiles(t.images[kept[name]], t.masks[kept[name]], [t.names[i] for i in kept[name]],
                         None if t.labels is None else t.labels[kept[name]]) for name, t in sources.items()}
 

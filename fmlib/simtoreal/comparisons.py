@@ -4,19 +4,17 @@ training tiles, and trained on domain-randomized synthetic images at several str
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from .._checks import check_int
-from ..cache import content_key, write_atomic
+from ..cache import array_digest, content_key, write_atomic
 from ..checkpoints import DataSpec, train
 from ..inference import resolve_device
 from ..models import create_model
@@ -26,15 +24,6 @@ from ..synthesis import Dataset
 from ..training import TrainConfig, TrainedModel, fit
 from .scores import source_scores
 from .tiles import validation_split
-
-
-def _tiles_digest(tiles: Tiles) -> str:
-    digest = hashlib.sha256()
-    for array in (tiles.images, tiles.masks):
-        array = np.ascontiguousarray(array)
-        digest.update(repr((array.shape, array.dtype.str)).encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 def fit_real_reference(model_name: str, tiles: Tiles, *, width: float = 1.0, epochs: int, batch_size: int,
@@ -57,8 +46,9 @@ def fit_real_reference(model_name: str, tiles: Tiles, *, width: float = 1.0, epo
     per_epoch = max(1, len(train_set.images) // batch_size)
     config = TrainConfig(max_steps=epochs * per_epoch, eval_every=per_epoch, schedule="cosine", batch_size=batch_size,
                          lr=lr, loss=loss, seed=seed)
-    key = content_key({"model": model_name, "width": width, "tiles": _tiles_digest(tiles), "config": config.to_dict()},
-                      ["simtoreal/comparisons.py"])
+    payload = {"model": model_name, "width": width, "tiles": array_digest(tiles.images, tiles.masks),
+               "config": config.to_dict()}
+    key = content_key(payload, ["simtoreal/comparisons.py"])
     folder = Path(cache if cache is not None else cache_dir()) / "real_references" / f"{model_name}-{key}"
     torch.manual_seed(seed)
     model = create_model(model_name, width=width)

@@ -8,7 +8,7 @@ included, re-keys exactly the results that depend on it, and leaves the others c
 
 `UNHASHED_MODULES` compute nothing that a result holds: where results are stored and under which
 name (`fmlib.paths`, this module), which jobs run where (`fmlib.executors`, `fmlib.runner`,
-`fmlib.provenance`, `fmlib.cli`), the assay of a user's model, the profiles, whose parameter
+`fmlib.provenance`, `fmlib.cli`), the assay of a user's model, the profiles and parameters, whose
 values enter each key themselves, and the package's own ``__init__.py``, which holds the version and
 the top-level names of the user's entry points (``fmlib.advise``): code whose result is cached imports
 what it runs from the module that defines it. They are neither hashed nor followed.
@@ -28,9 +28,9 @@ import numpy as np
 
 PACKAGE = Path(__file__).resolve().parent
 
-UNHASHED_MODULES = ("__init__.py", "__main__.py", "cache.py", "cli.py", "executors.py", "paths.py", "profiles.py",
-                    "provenance.py", "runner.py", "assay/__init__.py", "assay/adapters.py", "assay/assess.py",
-                    "assay/compare.py")
+UNHASHED_MODULES = ("__init__.py", "__main__.py", "cache.py", "cli.py", "executors.py", "parameters.py", "paths.py",
+                    "profiles.py", "provenance.py", "runner.py", "assay/__init__.py", "assay/adapters.py",
+                    "assay/assess.py", "assay/compare.py")
 
 
 def _unhashed(name: str) -> bool:

@@ -22,7 +22,7 @@ LAYERS = [
     ("analysis", {"evaluation", "resolution", "realdata", "realism", "sizing", "simtoreal", "findings",
                   "recommendations", "strength", "rankings", "threat_models", "competence", "glance", "natural",
                   "acquisition", "matching"}),
-    ("configuration", {"profiles"}),
+    ("configuration", {"parameters", "profiles"}),
     ("grid", {"grid", "executors", "runs"}),
     ("study", {"provenance", "runner"}),
     ("assay", {"assay", "advice"}),

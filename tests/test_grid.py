@@ -27,14 +27,36 @@ def test_every_regime_has_its_seeds_and_its_data():
     assert grid.seeds_for(cfg, "nuclei", "adversarial") == [0]
 
 
-def test_transformers_get_their_recipe():
-    cfg = profiles.resolve("smoke", models=["unet3", "segformer"], transformer_recipe={"lr": 5e-4, "warmup_steps": 7})
-    assert (grid.train_config(cfg, "standard", model="segformer").lr,
-            grid.train_config(cfg, "standard", model="segformer").warmup_steps) == (5e-4, 7)
-    assert (grid.train_config(cfg, "standard", model="unet3").lr,
-            grid.train_config(cfg, "standard", model="unet3").warmup_steps) == (cfg.lr, 0)
-    with pytest.raises(ValueError, match="transformer_recipe"):
-        profiles.resolve("smoke", transformer_recipe={"momentum": 0.9})
+def test_a_family_gets_its_recipe_and_a_model_its_own_over_it():
+    cfg = profiles.resolve("smoke", models=["unet3", "segformer", "vit_dpt"],
+                           recipes={"transformer": {"lr": 5e-4, "warmup_steps": 7}, "vit_dpt": {"batch_size": 2}})
+
+    def settings(model):
+        config = grid.train_config(cfg, "standard", model=model)
+        return config.lr, config.warmup_steps, config.batch_size
+
+    assert settings("segformer") == (5e-4, 7, cfg.batch_size)
+    assert settings("vit_dpt") == (5e-4, 7, 2)  # its own batch over its family's settings
+    assert settings("unet3") == (cfg.lr, 0, cfg.batch_size)
+    assert grid.train_config(cfg, "standard") == grid.train_config(profiles.resolve("smoke"), "standard")
+
+
+def test_the_standard_recipes_re_train_only_the_models_they_name():
+    cfg = profiles.resolve("standard")
+    assert grid.train_config(cfg, "standard", model="pspnet").batch_size == 16
+    for model in ("unet", "icnet", "deeplabv3plus"):  # the other CNNs: the shared recipe
+        assert grid.train_config(cfg, "standard", model=model) == grid.train_config(cfg, "standard")
+
+
+@pytest.mark.parametrize("recipes, match", [
+    ({"transformer": {"momentum": 0.9}}, "recipes\\['transformer'\\]: expected a dict with keys among lr"),
+    ({"cnns": {"lr": 1e-3}}, "recipes key"),
+    ({"pspnet": {"batch_size": 0}}, "recipes\\['pspnet'\\]\\['batch_size'\\]"),
+    ([1], "recipes: expected a dict of model family or model name"),
+])
+def test_a_bad_recipe_is_refused_naming_where(recipes, match):
+    with pytest.raises(ValueError, match=match):
+        profiles.resolve("smoke", recipes=recipes)
 
 
 def test_train_config_follows_the_study_parameters():

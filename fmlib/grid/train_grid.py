@@ -60,17 +60,20 @@ def seeds_for(cfg, structure: str, regime: str = "standard") -> list[int]:
 
 def train_config(cfg, regime: str, seed: int | None = None, model: str | None = None) -> TrainConfig:
     """The `TrainConfig` of `regime` under study configuration `cfg`, with training seed `seed`
-    (default ``cfg.seed``), for architecture `model`: transformers get the learning rate and warm-up
-    of ``cfg.transformer_recipe`` where the profile sets one (`fmlib.models` families)."""
+    (default ``cfg.seed``), for architecture `model`: the settings of ``cfg.recipes`` for its family
+    (`fmlib.models` families), then those for the model itself, over the profile's shared ones."""
     check_choice("regime", regime, REGIMES)
     preset = PRESETS["paper"] if cfg.optimizer == "sgd" else PRESETS["cpu"]
     base = preset.replace(max_steps=cfg.max_steps, eval_every=cfg.eval_every, patience=cfg.patience,
                           batch_size=cfg.batch_size, lr=cfg.lr, loss=cfg.get("loss", preset.loss),
                           mixed_precision=bool(cfg.get("mixed_precision", False)),
                           seed=cfg.seed if seed is None else seed)
-    recipe = cfg.get("transformer_recipe") or {}
-    if model is not None and recipe and MODELS[model].family == "transformer":
-        base = base.replace(lr=float(recipe.get("lr", base.lr)), warmup_steps=int(recipe.get("warmup_steps", 0)))
+    if model is not None:
+        recipes = cfg.get("recipes") or {}
+        recipe = {**recipes.get(MODELS[model].family, {}), **recipes.get(model, {})}
+        base = base.replace(lr=float(recipe.get("lr", base.lr)),
+                            warmup_steps=int(recipe.get("warmup_steps", base.warmup_steps)),
+                            batch_size=int(recipe.get("batch_size", base.batch_size)))
     if regime == "noise":
         return base.replace(defense="noise")
     if regime == "adversarial":

@@ -193,9 +193,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(reason="issue #38 (PSPNet's own recipe, `recipes`, re-trains PSPNet and re-keys every evaluation "
-                          "and notebook); the committed book comes from commit 93090f7 until its standard re-run "
-                          "lands (strict: remove this marker when it does)", strict=True)
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.

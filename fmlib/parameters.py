@@ -85,8 +85,7 @@ def _widths(name, value):
 
 #: What a recipe may set (`recipes`), and how each value is checked.
 RECIPE_SETTINGS = {"lr": lambda n, v: check_real(n, v, low=0.0, low_inclusive=False, high=10.0),
-                   "warmup_steps": lambda n, v: check_int(n, v, low=0),
-                   "batch_size": lambda n, v: check_int(n, v, low=1)}
+                   "warmup_steps": _non_negative_int, "batch_size": _positive_int}
 FAMILIES = tuple(sorted({spec.family for spec in MODELS.values()}))
 
 

@@ -3,7 +3,9 @@
 A robustness score means nothing for a model that never learned to segment clean images: an
 untrained model is bad everywhere, and its "robustness" only repeats that. A training *run* (model x
 structure x regime x seed) is competent when its training converged (the plateau rule of
-`fmlib.plateau` held before the step cap) and its clean test IoU (SNR 8) is at least a floor. A model
+`fmlib.plateau` held before the step cap) and its clean IoU (SNR 8) is at least a floor: in the study,
+its mean IoU on the gate's own clean scenes (`fmlib.runs.gate_set`), more of them than the robustness
+evaluations use, so that a verdict at the floor is not decided by which few images were drawn. A model
 x structure x regime is competent when every one of its runs is.
 
 A model that is not competent stays in the training tables with the reason, and `only_competent`
@@ -33,17 +35,20 @@ def require_columns(table: pd.DataFrame, name: str, columns: Sequence[str]) -> N
         raise ValueError(f"{name}: missing columns {missing}; expected {list(columns)}")
 
 
-def run_verdicts(runs: pd.DataFrame, floor: float) -> pd.DataFrame:
+def run_verdicts(runs: pd.DataFrame, floor: float, *, score: str = "iou") -> pd.DataFrame:
     """The gate's verdict on each training run.
 
     Parameters
     ----------
     runs : DataFrame
-        One row per run with ``model``, ``structure``, ``regime``, ``seed``, ``iou`` (clean test
-        IoU), ``converged`` (bool) and optionally ``attainable_iou`` (what the model's output stride
-        allows on the structure, `fmlib.resolution.against_attainable`).
+        One row per run with ``model``, ``structure``, ``regime``, ``seed``, the clean IoU `score`,
+        ``converged`` (bool) and optionally ``attainable_iou`` (what the model's output stride allows
+        on the structure, `fmlib.resolution.against_attainable`).
     floor : float
-        The clean test IoU a competent run reaches, in [0, 1].
+        The clean IoU a competent run reaches, in [0, 1].
+    score : str
+        The column of `runs` judged against the floor: ``"iou"``, or ``"gate_iou"`` for the study's
+        runs (`fmlib.runs.training_runs`: the mean IoU on the gate's clean scenes).
 
     Returns
     -------
@@ -56,18 +61,19 @@ def run_verdicts(runs: pd.DataFrame, floor: float) -> pd.DataFrame:
     >>> runs = pd.DataFrame({"model": ["a", "b", "c"], "structure": "er", "regime": "standard", "seed": 0,
     ...                      "iou": [0.9, 0.9, 0.5], "converged": [True, False, True]})
     >>> run_verdicts(runs, 0.7).reason.tolist()
-    ['', 'not converged (step cap reached)', 'clean IoU 0.50 under the floor 0.70']
+    ['', 'not converged (step cap reached)', 'clean IoU 0.500 under the floor 0.70']
     """
-    require_columns(runs, "runs", [*KEYS, "seed", "iou", "converged"])
+    require_columns(runs, "runs", [*KEYS, "seed", score, "converged"])
     floor = check_real("floor", floor, low=0.0, high=1.0)
     out = runs.copy()
     attainable = out["attainable_iou"] if "attainable_iou" in out else pd.Series(float("nan"), index=out.index)
     out["stride_limited"] = attainable < floor
     reasons = []
-    for converged, iou, limit in zip(out["converged"].astype(bool), out["iou"], attainable):
+    for converged, iou, limit in zip(out["converged"].astype(bool), out[score], attainable):
         reason = [] if converged else ["not converged (step cap reached)"]
         if not iou >= floor:
-            reason.append(f"clean IoU {iou:.2f} under the floor {floor:.2f}")
+            # three digits: a run 0.003 under the floor must not read "0.70 under the floor 0.70"
+            reason.append(f"clean IoU {iou:.3f} under the floor {floor:.2f}")
             if limit < floor:
                 reason.append(f"its output stride caps it at {limit:.2f}")
         reasons.append("; ".join(reason))
@@ -76,26 +82,27 @@ def run_verdicts(runs: pd.DataFrame, floor: float) -> pd.DataFrame:
     return out
 
 
-def competence_table(runs: pd.DataFrame, floor: float) -> pd.DataFrame:
-    """One verdict per model x structure x regime: competent when every run (seed) is.
+def competence_table(runs: pd.DataFrame, floor: float, *, score: str = "iou") -> pd.DataFrame:
+    """One verdict per model x structure x regime: competent when every run (seed) is
+    (`run_verdicts`, judging the column `score`).
 
-    Returns a table with ``model``, ``structure``, ``regime``, ``n_runs``, ``iou`` (mean clean test
-    IoU over runs), ``converged`` (every run), ``stride_limited``, ``competent`` and ``reason`` (the
-    reasons of the failing runs, with their seeds).
+    Returns a table with ``model``, ``structure``, ``regime``, ``n_runs``, ``iou`` (the mean over runs
+    of the clean IoU judged, `score`), ``converged`` (every run), ``stride_limited``, ``competent``
+    and ``reason`` (the reasons of the failing runs, with their seeds).
 
     Examples
     --------
     >>> runs = pd.DataFrame({"model": "a", "structure": "er", "regime": "standard", "seed": [0, 1],
     ...                      "iou": [0.9, 0.6], "converged": True})
     >>> competence_table(runs, 0.7)[["competent", "reason"]].values.tolist()
-    [[False, 'seed 1: clean IoU 0.60 under the floor 0.70']]
+    [[False, 'seed 1: clean IoU 0.600 under the floor 0.70']]
     """
-    verdicts = run_verdicts(runs, floor)
+    verdicts = run_verdicts(runs, floor, score=score)
     rows = []
     for key, group in verdicts.groupby(list(KEYS), sort=False):
         failing = group[~group.competent]
         reason = "; ".join(f"seed {int(s)}: {r}" if len(group) > 1 else r for s, r in zip(failing.seed, failing.reason))
-        rows.append({**dict(zip(KEYS, key)), "n_runs": len(group), "iou": float(group.iou.mean()),
+        rows.append({**dict(zip(KEYS, key)), "n_runs": len(group), "iou": float(group[score].mean()),
                      "converged": bool(group.converged.all()), "stride_limited": bool(group.stride_limited.any()),
                      "competent": failing.empty, "reason": reason})
     return pd.DataFrame(rows)

@@ -128,15 +128,18 @@ PARAMETERS: dict[str, Parameter] = {
                          "simulator that batches are drawn from, each with a random flip and rotation."),
     "n_val": Parameter(_positive_int, "Validation images per structure and regime, from the distribution the "
                        "regime trains on (checkpoint selection and the plateau rule)."),
-    "n_test": Parameter(_positive_int, "Test images per structure."),
+    "n_test": Parameter(_positive_int, "Test images per structure (the clean, corrupted and attacked tables)."),
+    "n_gate": Parameter(_positive_int, "Clean scenes per structure (SNR 8, none trained, validated or tested on) on "
+                        "which the competence gate scores each run (`fmlib.runs.gate_set`): more than n_test, so "
+                        "that a verdict at the floor is not decided by which images were drawn."),
     "max_steps": Parameter(_positive_int, "The cap of a training run, in optimizer steps: it stops earlier once its "
                            "plateau rule holds (`fmlib.plateau`), and is not converged if it reaches the cap first."),
     "eval_every": Parameter(_positive_int, "Optimizer steps between two validations of a training run."),
     "patience": Parameter(_positive_int, "Validations without improvement that make a plateau (`fmlib.plateau`): "
                           "the first two halve the learning rate, the third ends the run as converged."),
     "competence_floor": Parameter(lambda n, v: check_real(n, v, low=0.0, high=1.0),
-                                  "The clean test IoU (SNR 8) that a converged model must reach to be competent "
-                                  "(`fmlib.competence`); a model under it is flagged and never ranked."),
+                                  "The clean IoU (SNR 8, on the n_gate scenes) that a converged model must reach to "
+                                  "be competent (`fmlib.competence`); a model under it is flagged and never ranked."),
     "n_defense_seeds": Parameter(_positive_int, "Seeds of randomized, noise, adversarial (at most `n_seeds`)."),
     "recipes": Parameter(_recipes, "Training settings of a model family (\"transformer\") or of one model, over the "
                          "shared ones: `lr`, `warmup_steps` (linear warm-up), `batch_size`; a model's own settings "

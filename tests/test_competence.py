@@ -16,7 +16,19 @@ def test_a_run_under_the_floor_or_unconverged_is_not_competent():
     verdicts = competence.run_verdicts(_runs(converged=[False, True, True]), floor=0.7)
     assert verdicts.competent.tolist() == [False, False, False]
     assert "not converged" in verdicts.reason[0]
-    assert "0.40 under the floor 0.70" in verdicts.reason[1]
+    assert "0.400 under the floor 0.70" in verdicts.reason[1]
+
+
+def test_the_gate_judges_the_score_it_is_given():
+    """The study judges each run on the gate's own clean scenes (gate_iou), not the evaluation images."""
+    runs = _runs(gate_iou=[0.9, 0.72, 0.69])
+    verdicts = competence.run_verdicts(runs, floor=0.7, score="gate_iou")
+    assert verdicts.competent.tolist() == [True, True, False]
+    assert "0.690 under the floor 0.70" in verdicts.reason[2]  # not rounded up to the floor
+    gate = competence.competence_table(runs, 0.7, score="gate_iou")
+    assert gate.iou.tolist() == [0.9, 0.72, 0.69]  # the score judged, as the gate's iou
+    with pytest.raises(ValueError, match="missing columns \\['gate_iou'\\]"):
+        competence.run_verdicts(_runs(), floor=0.7, score="gate_iou")
 
 
 def test_a_stride_limited_model_is_named_as_such():

@@ -240,6 +240,21 @@ def test_structure_runs_gives_each_run_its_convergence_and_clean_score(trained, 
     assert said == []  # nothing to train, nothing announced
     assert table[["model", "regime", "seed"]].values.tolist() == [["sim_unet", "standard", 0]]
     assert 0 < table.iou.iloc[0] <= 1 and table.converged.dtype == bool
+    row = table.iloc[0]
+    assert row.n_gate == cfg.n_gate and row.gate_iou_low <= row.gate_iou <= row.gate_iou_high
+
+
+def test_the_gate_scores_fresh_scenes_that_no_run_trained_validated_or_tested_on(trained):
+    from fmlib import runs
+    from fmlib.checkpoints import VALIDATION_SEED_OFFSET
+
+    cfg, _ = trained
+    gate = runs.gate_set(cfg, "nuclei")
+    assert len(gate.images) == cfg.n_gate
+    assert (gate.images == runs.gate_set(cfg, "nuclei").images).all()  # the same scenes every time
+    assert len({0, VALIDATION_SEED_OFFSET, grid.TEST_SEED_OFFSET, 300_000, runs.GATE_SEED_OFFSET}) == 5
+    test = grid.test_set(cfg, "nuclei")
+    assert not any((g == t).all() for g in gate.masks for t in test.masks)
 
 
 def test_a_continuation_trains_an_excluded_run_longer_and_wider(trained, monkeypatch):
@@ -254,11 +269,12 @@ def test_a_continuation_trains_an_excluded_run_longer_and_wider(trained, monkeyp
                            reference_model="sim_unet", transfer_surrogate="sim_unet")
     monkeypatch.setenv("FMROBUST_CACHE", str(cache))
     verdicts = pd.DataFrame({"model": "sim_unet", "structure": "nuclei", "regime": "standard", "seed": 0,
-                             "iou": [0.1, 0.1, 0.1], "converged": [True, False, True], "competent": False,
+                             "iou": 0.5, "gate_iou": [0.1, 0.1, 0.1], "converged": [True, False, True],
+                             "competent": False,
                              "stride_limited": [False, False, True]})
     table = runs.continuation(cfg, verdicts, progress=False)
     assert table.continuation.tolist() == list(runs.CONTINUATIONS)  # the first row only, twice
-    assert (table.iou == 0.1).all() and table.continued_iou.between(0, 1).all()
+    assert (table.iou == 0.1).all() and table.continued_iou.between(0, 1).all()  # both on the gate's scenes
     assert (table.reaches_floor == (table.continued_iou >= cfg.competence_floor)).all()
     assert table.steps.max() <= 6
     assert runs.continuation(cfg, verdicts.assign(competent=True), progress=False).empty

@@ -30,7 +30,7 @@ from .._checks import check_real
 from ..competence import competence_table
 from ..matching import SNR_RANGE, matched_physics
 from ..profiles import resolve
-from ..runs import model_loader, structure_runs
+from ..runs import GATE_SCORE, model_loader, structure_runs
 from ..synthesis import STRUCTURES, Dataset
 from .inputs import read_images
 from .ranking import condition_scores, conditions, ranking, scores
@@ -132,7 +132,7 @@ def candidates(cfg, structure: str, *, progress: bool = True) -> tuple[list[tupl
     """The competent (model, regime, seed) runs of the study for `structure`, and the excluded models
     with their reasons; missing models are trained first (`fmlib.runs.structure_runs`)."""
     runs = structure_runs(cfg, structure, progress=progress, announce=print if progress else None)
-    gate = competence_table(runs, cfg.competence_floor)
+    gate = competence_table(runs, cfg.competence_floor, score=GATE_SCORE)  # judged as notebook 03 judges
     competent = gate[gate.competent][["model", "regime"]]
     chosen = runs.merge(competent, on=["model", "regime"])
     excluded = gate[~gate.competent][["model", "regime", "iou", "reason"]].reset_index(drop=True)

@@ -131,7 +131,7 @@ PARAMETERS: dict[str, Parameter] = {
     "n_test": Parameter(_positive_int, "Test images per structure (the clean, corrupted and attacked tables)."),
     "n_gate": Parameter(_positive_int, "Clean scenes per structure (SNR 8, none trained, validated or tested on) on "
                         "which the competence gate scores each run (`fmlib.runs.gate_set`): more than n_test, so "
-                        "that a verdict at the floor is not decided by which images were drawn."),
+                        "that the mean it judges has a small standard error."),
     "max_steps": Parameter(_positive_int, "The cap of a training run, in optimizer steps: it stops earlier once its "
                            "plateau rule holds (`fmlib.plateau`), and is not converged if it reaches the cap first."),
     "eval_every": Parameter(_positive_int, "Optimizer steps between two validations of a training run."),

@@ -29,6 +29,8 @@ from .objectives import segmentation_loss
 from .training import LOSSES
 
 OBJECTIVES = (*LOSSES, "iou")
+#: The oracle's search: L-BFGS iterations of the BCE fit, then Adam steps and rate of the "iou" search.
+BCE_FIT_ITERATIONS, IOU_SEARCH_STEPS, IOU_SEARCH_LR = 200, 1000, 0.1
 
 
 def upsampling_matrix(n_out: int, stride: int, *, align_corners: bool = False) -> torch.Tensor:
@@ -190,7 +192,7 @@ def _checked_masks(masks: np.ndarray, output_stride: int) -> np.ndarray:
 
 
 def attainable_iou(masks: np.ndarray, output_stride: int, *, objective: str = "bce", align_corners: bool = False,
-                   steps: int | None = None, lr: float = 0.1) -> np.ndarray:
+                   steps: int | None = None, lr: float = IOU_SEARCH_LR) -> np.ndarray:
     """Per-image IoU of logit maps at `output_stride`, bilinearly upsampled, fitted to the masks.
 
     An oracle for models whose logits are a bilinear upsampling of an (H/s, W/s) map (PSPNet and
@@ -243,8 +245,10 @@ def attainable_iou(masks: np.ndarray, output_stride: int, *, objective: str = "b
     steps = check_int("steps", steps, low=1) if steps is not None else None
     lr = check_real("lr", lr, low=0, low_inclusive=False)
     if objective == "iou":
-        return _attainable(masks, output_stride, ("iou",), align_corners, 200, steps or 1000, lr)["iou"]
-    return _attainable(masks, output_stride, (objective,), align_corners, steps or 200, 1000, lr)[objective]
+        return _attainable(masks, output_stride, ("iou",), align_corners, BCE_FIT_ITERATIONS, steps or IOU_SEARCH_STEPS,
+                           lr)["iou"]
+    return _attainable(masks, output_stride, (objective,), align_corners, steps or BCE_FIT_ITERATIONS, IOU_SEARCH_STEPS,
+                       lr)[objective]
 
 
 def _attainable(masks: np.ndarray, output_stride: int, objectives: Sequence[str], align_corners: bool,
@@ -263,7 +267,7 @@ def _attainable(masks: np.ndarray, output_stride: int, objectives: Sequence[str]
 
 
 def attainable_table(masks: dict[str, np.ndarray], strides: Sequence[int] = (1, 2, 4, 8, 16),
-                     objectives: Sequence[str] = ("bce",), *, iou_steps: int = 1000,
+                     objectives: Sequence[str] = ("bce",), *, iou_steps: int = IOU_SEARCH_STEPS,
                      progress: bool = False) -> pd.DataFrame:
     """`attainable_iou` per image for every structure of `masks` (name -> (N, H, W) masks), stride
     and objective: one row per structure, output stride, objective and image. `iou_steps` are the
@@ -281,7 +285,7 @@ def attainable_table(masks: dict[str, np.ndarray], strides: Sequence[int] = (1, 
     for structure, structure_masks in tqdm(masks.items(), desc="attainable IoU", disable=not progress):
         for stride in strides:
             checked = _checked_masks(structure_masks, stride)
-            fitted = _attainable(checked, stride, objectives, False, 200, iou_steps, 0.1)
+            fitted = _attainable(checked, stride, objectives, False, BCE_FIT_ITERATIONS, iou_steps, IOU_SEARCH_LR)
             for objective in objectives:
                 for image, iou in enumerate(fitted[objective]):
                     rows.append({"structure": structure, "output_stride": stride, "objective": objective,
@@ -290,13 +294,14 @@ def attainable_table(masks: dict[str, np.ndarray], strides: Sequence[int] = (1, 
 
 
 def against_attainable(clean: pd.DataFrame, strides: Mapping[str, int] | pd.Series, limits: pd.DataFrame,
-                       loss: str) -> pd.DataFrame:
-    """Each model's clean IoU (`clean`: model, structure, iou) beside the mean IoU that maps at its
-    output stride (`strides`: model -> stride) reach (`limits`, from `attainable_limits`), fitted with
-    the training loss `loss` and for IoU, and the share of the former that the model reaches."""
+                       loss: str, *, score: str = "iou") -> pd.DataFrame:
+    """Each model's clean IoU (`clean`: model, structure and the column `score`) beside the mean IoU
+    that maps at its output stride (`strides`: model -> stride) reach (`limits`, from
+    `attainable_limits`, fitted to the masks of the same images), fitted with the training loss `loss`
+    and for IoU, and the share of the former that the model reaches. The IoU is in column ``iou``."""
     fitted = attainable_columns(loss)
-    against = clean[["model", "structure", "iou"]].assign(output_stride=clean.model.map(strides)).merge(
-        limits, on=["structure", "output_stride"])
+    against = clean[["model", "structure", score]].rename(columns={score: "iou"}).assign(
+        output_stride=clean.model.map(strides)).merge(limits, on=["structure", "output_stride"])
     against["share of attainable"] = against.iou / against[fitted[loss]]
     return against
 

@@ -13,7 +13,7 @@ def _runs(**columns):
 
 
 def test_a_run_under_the_floor_or_unconverged_is_not_competent():
-    verdicts = competence.run_verdicts(_runs(converged=[False, True, True]), floor=0.7)
+    verdicts = competence.run_verdicts(_runs(converged=[False, True, True]), floor=0.7, score="iou")
     assert verdicts.competent.tolist() == [False, False, False]
     assert "not converged" in verdicts.reason[0]
     assert "0.400 under the floor 0.70" in verdicts.reason[1]
@@ -26,13 +26,13 @@ def test_the_gate_judges_the_score_it_is_given():
     assert verdicts.competent.tolist() == [True, True, False]
     assert "0.690 under the floor 0.70" in verdicts.reason[2]  # not rounded up to the floor
     gate = competence.competence_table(runs, 0.7, score="gate_iou")
-    assert gate.iou.tolist() == [0.9, 0.72, 0.69]  # the score judged, as the gate's iou
+    assert gate.gate_iou.tolist() == [0.9, 0.72, 0.69] and "iou" not in gate  # the score judged, by its name
     with pytest.raises(ValueError, match="missing columns \\['gate_iou'\\]"):
         competence.run_verdicts(_runs(), floor=0.7, score="gate_iou")
 
 
 def test_a_stride_limited_model_is_named_as_such():
-    verdicts = competence.run_verdicts(_runs(attainable_iou=[1.0, 0.95, 0.55]), floor=0.7)
+    verdicts = competence.run_verdicts(_runs(attainable_iou=[1.0, 0.95, 0.55]), floor=0.7, score="iou")
     assert verdicts.stride_limited.tolist() == [False, False, True]
     assert "output stride caps it at 0.55" in verdicts.reason[2]
     assert "output stride" not in verdicts.reason[1]  # a trainable model that failed is a training failure
@@ -41,14 +41,14 @@ def test_a_stride_limited_model_is_named_as_such():
 def test_every_seed_must_pass():
     runs = pd.DataFrame(dict(model="unet", structure="nuclei", regime="standard", seed=[0, 1, 2],
                              iou=[0.9, 0.92, 0.5], converged=True))
-    gate = competence.competence_table(runs, 0.7)
+    gate = competence.competence_table(runs, 0.7, score="iou")
     assert len(gate) == 1 and not gate.competent[0]
     assert gate.reason[0].startswith("seed 2:")
     assert gate.n_runs[0] == 3
 
 
 def test_a_model_under_the_floor_is_excluded_from_a_ranking():
-    gate = competence.competence_table(_runs(), 0.7)
+    gate = competence.competence_table(_runs(), 0.7, score="iou")
     robust = pd.DataFrame([dict(model=m, structure="er", regime="standard", seed=0, eps_255=8, image=i,
                                 clean_iou=0.9, iou=v) for m, v in (("unet", 0.5), ("segnet", 0.9), ("pspnet", 0.8))
                            for i in range(4)])
@@ -67,16 +67,16 @@ def test_the_gate_is_per_structure_and_regime():
 
 
 def test_an_unjudged_model_is_not_ranked():
-    gate = competence.competence_table(_runs(), 0.7)
+    gate = competence.competence_table(_runs(), 0.7, score="iou")
     table = pd.DataFrame(dict(model=["unet", "fcn"], structure="er", regime="standard", score=[1, 2]))
     assert competence.only_competent(table, gate).model.tolist() == ["unet"]
 
 
 def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="runs: missing columns"):
-        competence.run_verdicts(pd.DataFrame({"model": ["a"]}), 0.7)
+        competence.run_verdicts(pd.DataFrame({"model": ["a"]}), 0.7, score="iou")
     with pytest.raises(ValueError, match="floor"):
-        competence.run_verdicts(_runs(), 1.5)
+        competence.run_verdicts(_runs(), 1.5, score="iou")
     with pytest.raises(ValueError, match="gate"):
         competence.only_competent(pd.DataFrame({"model": ["a"]}), pd.DataFrame({"model": ["a"]}))
 

@@ -135,7 +135,7 @@ def candidates(cfg, structure: str, *, progress: bool = True) -> tuple[list[tupl
     gate = competence_table(runs, cfg.competence_floor, score=GATE_SCORE)  # judged as notebook 03 judges
     competent = gate[gate.competent][["model", "regime"]]
     chosen = runs.merge(competent, on=["model", "regime"])
-    excluded = gate[~gate.competent][["model", "regime", "iou", "reason"]].reset_index(drop=True)
+    excluded = gate[~gate.competent][["model", "regime", GATE_SCORE, "reason"]].reset_index(drop=True)
     return list(chosen[["model", "regime", "seed"]].itertuples(index=False, name=None)), excluded
 
 

@@ -94,7 +94,9 @@ def candidate_verdicts(candidates: Mapping[float, Candidate], scores: pd.DataFra
     trains the grid's own model, so it takes the gate's verdict on `method` in that regime (every
     training seed). Any other strength is judged by the gate's rule on its own run
     (`fmlib.competence.run_verdicts`): converged, and a mean IoU on `source` (the clean synthetic
-    test set, in `scores`, a `candidate_scores` table) of at least `floor`.
+    test images, in `scores`, a `candidate_scores` table) of at least `floor`. That is not the gate's
+    own scenes (`fmlib.runs.gate_set`): a candidate is trained in this chapter, outside the grid, and
+    scored where the chapter scores every candidate, so its verdict rests on fewer images.
 
     Returns one row per strength: ``strength``, ``competent``, ``reason``.
     """
@@ -113,7 +115,7 @@ def candidate_verdicts(candidates: Mapping[float, Candidate], scores: pd.DataFra
             run = pd.DataFrame([{"model": method, "structure": structure, "regime": f"strength {strength:g}",
                                  "seed": 0, "iou": float(iou.loc[float(strength)]),
                                  "converged": bool(candidate.converged)}])
-            verdict = run_verdicts(run, floor).iloc[0]
+            verdict = run_verdicts(run, floor, score="iou").iloc[0]
             competent, reason = bool(verdict.competent), verdict.reason
         rows.append({"strength": float(strength), "competent": competent, "reason": reason})
     return pd.DataFrame(rows, columns=["strength", "competent", "reason"])

@@ -193,8 +193,6 @@ def test_the_assay_notebook_is_a_clean_parameterized_notebook(root):
     assert "09_assess_your_model" not in runner.NOTEBOOKS  # a tool, not a step of the study
 
 
-@pytest.mark.xfail(strict=True, reason="issue #38: the review of the gate (its attainable IoU on the gate's scenes, "
-                   "the score named by every caller, cached gate scores); notebooks from 03 on are re-executed next")
 def test_the_committed_standard_book_is_up_to_date_with_the_code(root):
     # The committed book's numbers must come from this code: a change to a module, a notebook or a
     # parameter that a standard notebook uses re-keys it, and it must be re-executed before it lands.
